@@ -1,0 +1,31 @@
+# Two commands do all the set-up: `make demo` (train the tiny demo model offline) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e ".[dev]" $(TORCH_PIN)
+	touch $@
+
+demo: venv
+	$(VENV)/bin/tc-clip fit --config configs/demo.yaml
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: venv
+	$(PY) benchmarks/model_speed.py
+	$(PY) benchmarks/data_speed.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
