@@ -1,0 +1,137 @@
+"""Building open_clip CLIP models and loading their weights from a hub name or a local file."""
+
+from __future__ import annotations
+
+import copy
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+#: A small random CLIP for tests and the offline demo (64x64 frames, 8x8 patches).
+TINY_CLIP_CFG: dict[str, Any] = {
+    "embed_dim": 64,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 64, "layers": 3, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 3},
+}
+
+
+class CLIPWeightsError(RuntimeError):
+    """CLIP weights could not be found, fetched or matched to the architecture."""
+
+
+def is_torchscript_archive(path: str | os.PathLike) -> bool:
+    """OpenAI's ``ViT-B-16.pt`` files are TorchScript archives (a zip with ``constants.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") for name in archive.namelist())
+
+
+def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """State dict of a CLIP file: an OpenAI TorchScript archive, a plain state dict or an open_clip
+    checkpoint (``{"state_dict": ...}``), with any ``module.`` prefix removed. Never runs pickled code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CLIPWeightsError(f"CLIP weights file not found: {path}")
+    if is_torchscript_archive(path):
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        for key in ("input_resolution", "context_length", "vocab_size"):
+            state.pop(key, None)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - reported with the file name
+            raise CLIPWeightsError(f"cannot read CLIP weights from {path}: {err}") from err
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CLIPWeightsError(f"{path} holds a {type(state).__name__}, not a CLIP state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str, allow_missing=()) -> None:
+    """Raise one error listing every missing, unexpected and wrongly shaped key."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and k not in allow_missing]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
+        for k in state
+        if k in own and tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = [f"{source} does not fit the model"]
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong)):
+            if keys:
+                shown = ", ".join(keys[:20]) + (f" ... ({len(keys)} in all)" if len(keys) > 20 else "")
+                parts.append(f"{title}: {shown}")
+        raise ValueError("; ".join(parts))
+
+
+def clip_config(model_name: str | dict, quick_gelu: bool | None = None) -> dict[str, Any]:
+    """The open_clip model config of ``model_name`` ("tiny", any open_clip name, or a config dict)."""
+    import open_clip
+
+    if isinstance(model_name, dict):
+        cfg = copy.deepcopy(model_name)
+    elif model_name == "tiny":
+        cfg = copy.deepcopy(TINY_CLIP_CFG)
+    else:
+        cfg = open_clip.get_model_config(model_name)
+        if cfg is None:
+            known = ", ".join(m for m in open_clip.list_models() if m.startswith("ViT"))
+            raise ValueError(f"unknown CLIP model {model_name!r}; expected 'tiny' or an open_clip name ({known})")
+        if model_name.endswith("-quickgelu"):
+            cfg["quick_gelu"] = True
+    if quick_gelu is not None:
+        cfg["quick_gelu"] = quick_gelu
+    return cfg
+
+
+def create_clip(
+    model_name: str | dict = "ViT-B-16",
+    pretrained: str | None = None,
+    quick_gelu: bool | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build an open_clip ``CLIP`` and load its weights. Returns the model and its config.
+
+    ``pretrained`` is a local file (OpenAI ``.pt`` TorchScript archive, state dict or open_clip
+    checkpoint), an open_clip hub tag such as ``"openai"`` (needs the network), or None (random weights).
+    QuickGELU is switched on for OpenAI weights unless ``quick_gelu`` says otherwise.
+    """
+    import open_clip
+
+    if pretrained is not None and Path(pretrained).expanduser().is_file():
+        if quick_gelu is None and is_torchscript_archive(Path(pretrained).expanduser()):
+            quick_gelu = True
+        cfg = clip_config(model_name, quick_gelu)
+        model = open_clip.CLIP(**cfg)
+        state = load_clip_state_dict(pretrained)
+        check_state_dict(model, state, f"CLIP weights {pretrained}")
+        model.load_state_dict(state)
+        return model, cfg
+    if pretrained is not None and (os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin"))):
+        raise CLIPWeightsError(f"CLIP weights file not found: {pretrained}")
+    if pretrained is None:
+        cfg = clip_config(model_name, quick_gelu)
+        return open_clip.CLIP(**cfg), cfg
+
+    if isinstance(model_name, dict) or model_name == "tiny":
+        raise ValueError("hub weights need an open_clip model name, not a custom config")
+    if quick_gelu is None:
+        quick_gelu = pretrained == "openai" or model_name.endswith("-quickgelu")
+    cfg = clip_config(model_name, quick_gelu)
+    try:
+        model = open_clip.create_model(model_name, pretrained=pretrained, force_quick_gelu=quick_gelu)
+    except Exception as err:  # noqa: BLE001 - network errors come in many types
+        raise CLIPWeightsError(
+            f"could not fetch CLIP weights {model_name!r} / {pretrained!r} ({type(err).__name__}: {err}). "
+            "On a machine without internet, download the weights elsewhere (e.g. OpenAI's ViT-B-16.pt) and "
+            "pass the local file instead: pretrained='/path/to/ViT-B-16.pt'."
+        ) from err
+    return model, cfg

@@ -1,0 +1,106 @@
+"""Text side of TC-CLIP: class-name prompts and the exact shortcuts of SPEC.md section 3.
+
+The text transformer is causal and only the EOT output is read, so the work that does not depend on the
+video runs once per class list, Video-conditional Prompting (VP) runs once per video on the ``n_ctx``
+prompt tokens, and the last layer only computes the EOT query.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PROMPT_INIT_TEXT = "a photo of a"
+PLACEHOLDER = "X"
+
+
+def parse_class_name(name: str) -> str:
+    """``ApplyEyeMakeup`` -> ``Apply Eye Makeup``; ``playing_guitar`` -> ``playing guitar``."""
+    return re.sub(r"([A-Z])", r" \1", name).strip().replace("_", " ")
+
+
+def build_prompts(class_names: Sequence[str], n_ctx: int, template: str | None = None) -> list[str]:
+    """Prompt text per class: ``"X X X X {name}."`` (one ``X`` per prompt vector) unless a template is given."""
+    if template is None:
+        template = " ".join([PLACEHOLDER] * n_ctx + ["{}."]) if n_ctx > 0 else "{}"
+    return [template.format(parse_class_name(n)) for n in class_names]
+
+
+@lru_cache(maxsize=1)
+def _tokenizer():
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
+def tokenize(texts: Sequence[str], context_length: int) -> torch.Tensor:
+    """CLIP BPE tokens ``[len(texts), context_length]``, zero padded (EOT kept when truncated)."""
+    return _tokenizer()(list(texts), context_length=context_length)
+
+
+def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.full((length, length), float("-inf"), device=device, dtype=dtype).triu_(1)
+
+
+def eot_attention_shared(
+    block: nn.Module,
+    x_class: torch.Tensor,
+    x_prompt: torch.Tensor,
+    eot: torch.Tensor,
+    n_ctx: int,
+) -> torch.Tensor:
+    """One text layer, evaluated only at the EOT position, for every (video, class) pair.
+
+    ``x_class [C, L, W]`` are the class prompts' input states (video independent); ``x_prompt [B, n, W]``
+    replaces positions ``1..n`` of every class prompt for video ``b``. Keys and values of the
+    non-prompt positions are computed once and shared by all videos. Returns ``[B, C, W]``.
+    """
+    attn: nn.MultiheadAttention = block.attn
+    c, length, w = x_class.shape
+    b = x_prompt.shape[0]
+    h = attn.num_heads
+    hd = w // h
+    w_q, w_kv = attn.in_proj_weight[:w], attn.in_proj_weight[w:]
+    b_q, b_kv = attn.in_proj_bias[:w], attn.in_proj_bias[w:]
+
+    rows = torch.arange(c, device=x_class.device)
+    x_eot = x_class[rows, eot]  # [C, W]; EOT is after the prompt, so it does not depend on the video
+    q = F.linear(block.ln_1(x_eot), w_q, b_q).reshape(c, h, hd) * hd**-0.5
+    k_c, v_c = F.linear(block.ln_1(x_class), w_kv, b_kv).reshape(c, length, 2, h, hd).unbind(2)
+    k_p, v_p = F.linear(block.ln_1(x_prompt), w_kv, b_kv).reshape(b, n_ctx, 2, h, hd).unbind(2)
+
+    logits_c = torch.einsum("chd,clhd->chl", q, k_c)
+    pos = torch.arange(length, device=x_class.device)
+    hidden = (pos[None, :] > eot[:, None]) | ((pos >= 1) & (pos <= n_ctx))[None, :]
+    logits_c = logits_c.masked_fill(hidden[:, None, :], float("-inf"))
+    logits_p = torch.einsum("chd,bnhd->bchn", q, k_p)
+    probs = torch.cat([logits_p, logits_c.unsqueeze(0).expand(b, -1, -1, -1)], dim=-1).softmax(dim=-1)
+    out = torch.einsum("bchn,bnhd->bchd", probs[..., :n_ctx], v_p)
+    out = out + torch.einsum("bchl,clhd->bchd", probs[..., n_ctx:], v_c)
+    out = F.linear(out.reshape(b, c, w), attn.out_proj.weight, attn.out_proj.bias)
+    x = x_eot + block.ls_1(out)
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def eot_attention_full(block: nn.Module, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    """One text layer evaluated only at the EOT position; ``x [B, C, L, W]`` -> ``[B, C, W]``."""
+    attn: nn.MultiheadAttention = block.attn
+    b, c, length, w = x.shape
+    h = attn.num_heads
+    hd = w // h
+    w_q, w_kv = attn.in_proj_weight[:w], attn.in_proj_weight[w:]
+    b_q, b_kv = attn.in_proj_bias[:w], attn.in_proj_bias[w:]
+    x_eot = x[:, torch.arange(c, device=x.device), eot]  # [B, C, W]
+    q = F.linear(block.ln_1(x_eot), w_q, b_q).reshape(b, c, h, hd) * hd**-0.5
+    k, v = F.linear(block.ln_1(x), w_kv, b_kv).reshape(b, c, length, 2, h, hd).unbind(3)
+    logits = torch.einsum("bchd,bclhd->bchl", q, k)
+    hidden = torch.arange(length, device=x.device)[None, :] > eot[:, None]  # [C, L]
+    probs = logits.masked_fill(hidden[None, :, None, :], float("-inf")).softmax(dim=-1)
+    out = torch.einsum("bchl,bclhd->bchd", probs, v).reshape(b, c, w)
+    x = x_eot + block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
