@@ -1,0 +1,182 @@
+"""The ``tc-clip`` command: Lightning CLI for TC-CLIP.
+
+    tc-clip fit      --config configs/few_shot_hmdb.yaml --data.root /data/hmdb51 \
+                     --model.pretrained ViT-B-16.pt
+    tc-clip validate --config configs/few_shot_hmdb.yaml --ckpt_path last
+    tc-clip test     --config configs/zero_shot_k400.yaml --model.release_checkpoint zero_shot_k400.pth
+    tc-clip predict  --config configs/demo.yaml --ckpt_path last
+    tc-clip fit      --config configs/demo.yaml --print_config
+    tc-clip check-data --config configs/few_shot_hmdb.yaml
+
+Everything is ``LightningCLI`` (jsonargparse): ``--model.*`` are :class:`TCCLIPModule`'s arguments,
+``--data`` is any data module (``class_path`` + ``init_args``), ``--trainer.*`` the Trainer's,
+``--checkpoint.*`` the :class:`ModelCheckpoint`'s. Unknown keys and wrong types are rejected by name
+before anything is built. On top of plain LightningCLI:
+
+* loggers: unless ``--trainer.logger`` is given, a TensorBoard and a CSV logger write into
+  ``<trainer.default_root_dir>/version_N/`` (with ``config.yaml`` and ``checkpoints/``);
+* callbacks: ModelCheckpoint (best by ``val/top1`` and ``last``), LearningRateMonitor (when logging);
+* ``--ckpt_path last`` resumes from the newest ``last.ckpt`` under ``trainer.default_root_dir`` (or
+  under ``--checkpoint.dirpath``), restoring weights, optimiser, scheduler and epoch;
+* ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
+  configured (``--trainer.callbacks+=tc_clip.callbacks.PredictionWriter
+  --trainer.callbacks.output_path preds.json``);
+* ``check-data`` forwards to :func:`tc_clip.data.check.main`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from tc_clip.callbacks.predict_writer import PredictionWriter
+from tc_clip.lightning.module import TCCLIPModule
+
+DEFAULT_ROOT_DIR = "runs"
+
+CHECKPOINT_DEFAULTS: dict[str, Any] = {
+    "checkpoint.monitor": "val/top1",
+    "checkpoint.mode": "max",
+    "checkpoint.save_last": True,
+    "checkpoint.save_top_k": 1,
+    "checkpoint.filename": "best-{epoch:03d}",
+}
+
+_EPILOG = """\
+other command:
+  check-data          verify a dataset's list files, label files and videos:
+                      tc-clip check-data --config CONFIG [--data.root DIR] (see tc-clip check-data --help)
+"""
+
+
+def _import_data_modules() -> None:
+    """Import the data modules so that ``data.class_path`` may use their short names."""
+    try:
+        import tc_clip.data  # noqa: F401
+    except ImportError as err:  # pragma: no cover - reported only when a config needs them
+        rank_zero_info(f"tc_clip.data could not be imported: {err}")
+
+
+def find_last_checkpoint(*roots: str | os.PathLike) -> str | None:
+    """Newest ``last*.ckpt`` inside a ``checkpoints`` folder (or directly) under any of ``roots``."""
+    candidates: list[Path] = []
+    for root in roots:
+        if not root:
+            continue
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        candidates += [p for p in root.rglob("last*.ckpt") if p.is_file()]
+    if not candidates:
+        return None
+    return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+class ConfigNextToCheckpoints(SaveConfigCallback):
+    """Saves the resolved config in the log folder (Lightning's behaviour) and, when training, also in
+    every checkpoint folder, so a checkpoint folder copied elsewhere still says how it was made."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for cb in trainer.checkpoint_callbacks:
+            dirpath = getattr(cb, "dirpath", None)
+            if not dirpath:
+                continue
+            os.makedirs(dirpath, exist_ok=True)
+            self.parser.save(
+                self.config, os.path.join(dirpath, self.config_filename), skip_none=False,
+                overwrite=True, multifile=self.multifile,
+            )
+
+
+class TCCLIPCLI(LightningCLI):
+    """LightningCLI with TC-CLIP's defaults (see the module docstring)."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(CHECKPOINT_DEFAULTS)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        cfg = self.config[subcommand]
+        if cfg.get("ckpt_path") == "last":
+            roots = [cfg.trainer.get("default_root_dir") or os.getcwd()]
+            dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
+            if dirpath:
+                roots.insert(0, dirpath)
+            found = find_last_checkpoint(*roots)
+            if found is not None:
+                rank_zero_info(f"--ckpt_path last: resuming from {found}")
+                cfg.ckpt_path = found
+            elif subcommand != "fit":
+                raise SystemExit(f"--ckpt_path last: no last*.ckpt under {', '.join(map(str, roots))}")
+            # fit: keep "last"; Lightning warns and starts from scratch ("set and forget")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        cfg = self._get(self.config_init, "trainer", default={})
+        root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
+        logger = cfg.get("logger")
+        if logger is None or logger is True:
+            tb = TensorBoardLogger(save_dir=root, name="", default_hp_metric=False)
+            kwargs["logger"] = [tb, CSVLogger(save_dir=root, name="", version=tb.version)]
+            logger = kwargs["logger"]
+        has_logger = bool(logger) and logger is not False
+        callbacks = list(cfg.get("callbacks") or [])
+        if (
+            self.subcommand == "fit"
+            and has_logger
+            and not any(isinstance(c, LearningRateMonitor) for c in callbacks)
+        ):
+            kwargs["callbacks"] = callbacks + [LearningRateMonitor(logging_interval="step")]
+        if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
+        return super().instantiate_trainer(**kwargs)
+
+
+def build_cli(args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> TCCLIPCLI:
+    """The CLI object (``run=False`` parses and instantiates only; used by the tests)."""
+    _import_data_modules()
+    kwargs.setdefault("save_config_callback", ConfigNextToCheckpoints)
+    kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+    kwargs.setdefault("seed_everything_default", 42)
+    kwargs.setdefault("trainer_defaults", {"default_root_dir": DEFAULT_ROOT_DIR})
+    kwargs.setdefault(
+        "parser_kwargs",
+        {"description": "TC-CLIP for video action recognition (Lightning CLI).", "epilog": _EPILOG},
+    )
+    return TCCLIPCLI(
+        TCCLIPModule,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        args=list(args) if args is not None else None,
+        run=run,
+        **kwargs,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tc-clip`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "check-data":
+        from tc_clip.data.check import main as check_main
+
+        return int(check_main(argv[1:]) or 0)
+    build_cli(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""The LightningModule: TC-CLIP plus the training and evaluation recipe of SPEC section 5."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views
+from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
+from tc_clip.lightning.schedule import warmup_cosine_scheduler
+from tc_clip.lightning.summary import EvalSetResult, summarize
+from tc_clip.model.config import TCCLIPConfig
+
+_STAGE_PREFIX = {"validate": "val", "test": "test"}
+
+
+@dataclass
+class _EvalSet:
+    """What the module needs to know about one evaluation dataloader."""
+
+    name: str
+    class_names: list[str]
+    group: str | None = None
+    role: str | None = None
+
+
+def _as_eval_set(info: Any, position: int) -> _EvalSet:
+    return _EvalSet(
+        name=str(getattr(info, "name", None) or f"set{position}"),
+        class_names=list(info.class_names),
+        group=getattr(info, "group", None),
+        role=getattr(info, "role", None),
+    )
+
+
+class TCCLIPModule(L.LightningModule):
+    """TC-CLIP (or its ViFi-CLIP baseline) with the paper's training and evaluation recipe.
+
+    Model
+        model_name: open_clip architecture (``"ViT-B-16"``) or ``"tiny"`` (a small random CLIP, no file).
+        pretrained: local path to CLIP weights (OpenAI ``ViT-B-16.pt`` or an open_clip state dict);
+            ``None`` leaves CLIP random (only sensible with ``"tiny"`` or ``release_checkpoint``).
+        release_checkpoint: a ``.pth`` released by the TC-CLIP authors; the CLIP weights of
+            ``pretrained`` provide what the file lacks (token embedding).
+        config: the research switches (:class:`~tc_clip.model.config.TCCLIPConfig`).
+        class_names: vocabulary used when no data module provides one (e.g. ``predict`` on plain files).
+    Optimisation (AdamW, per-step cosine with linear warm-up from 0)
+        lr, lr_min: peak learning rate of the base group and the floor of the cosine (absolute).
+        warmup_epochs: warm-up length in epochs (may be fractional); converted to optimiser steps.
+        weight_decay, betas, eps: AdamW's; the decay applies to every parameter.
+        prompt_lr_mult: learning-rate multiplier of the prompt vectors and the VP blocks.
+    Loss
+        label_smoothing, mixup_alpha, cutmix_alpha, mix_switch_prob: soft-target cross-entropy on
+        Mixup/CutMix targets; set both alphas to 0 to turn mixing off.
+    Evaluation / prediction
+        predict_top_k: how many classes ``predict`` reports per video.
+        views_per_forward: evaluate at most this many views of a batch per forward pass (memory);
+            ``None`` runs all ``B·V`` clips at once.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "ViT-B-16",
+        pretrained: str | None = None,
+        release_checkpoint: str | None = None,
+        config: TCCLIPConfig | None = None,
+        class_names: list[str] | None = None,
+        lr: float = 2e-6,
+        lr_min: float = 2e-8,
+        warmup_epochs: float = 5.0,
+        weight_decay: float = 0.001,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-8,
+        prompt_lr_mult: float = 10.0,
+        label_smoothing: float = 0.1,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        mix_switch_prob: float = 0.5,
+        predict_top_k: int = 5,
+        views_per_forward: int | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
+            config = TCCLIPConfig(**config)
+        config = config if config is not None else TCCLIPConfig()
+        self.save_hyperparameters()
+        if isinstance(self.hparams.get("config"), TCCLIPConfig):
+            # keep checkpoints loadable with ``weights_only=True``: plain containers only
+            self.hparams["config"] = asdict(self.hparams["config"])
+        if lr < 0 or lr_min < 0 or warmup_epochs < 0:
+            raise ValueError("lr, lr_min and warmup_epochs must be >= 0")
+        if predict_top_k < 1:
+            raise ValueError("predict_top_k must be >= 1")
+        self.config = config
+        self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
+        self._train_class_names: list[str] | None = list(class_names) if class_names else None
+        self._eval_sets: dict[str, list[_EvalSet]] = {}
+        self.eval_metrics = nn.ModuleDict()
+        self._predict_class_names: list[str] | None = None
+
+    # ----------------------------------------------------------------------------------------- model
+    @staticmethod
+    def _build_model(model_name, pretrained, release_checkpoint, config, class_names) -> nn.Module:
+        from tc_clip.model import TCCLIP
+
+        names = list(class_names) if class_names else None
+        if release_checkpoint:
+            return TCCLIP.from_release_checkpoint(
+                release_checkpoint, clip_weights=pretrained, class_names=names, model_name=model_name,
+                config=config,
+            )
+        return TCCLIP.from_clip(model_name, pretrained=pretrained, class_names=names, config=config)
+
+    def forward(self, video: Tensor) -> Tensor:
+        """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary."""
+        return self.model(video)
+
+    def _use_vocabulary(self, names: Sequence[str]) -> None:
+        current = getattr(self.model, "class_names", None)
+        if current is None or list(current) != list(names):
+            self.model.set_class_names(list(names))
+
+    # ------------------------------------------------------------------------------------- data hooks
+    def _datamodule(self):
+        trainer = self._trainer
+        return getattr(trainer, "datamodule", None) if trainer is not None else None
+
+    def _discover_eval_sets(self, stage: str) -> list[_EvalSet]:
+        dm = self._datamodule()
+        if dm is not None and hasattr(dm, "eval_sets"):
+            infos = dm.eval_sets(stage)
+            if infos:
+                return [_as_eval_set(info, i) for i, info in enumerate(infos)]
+        names = self._train_class_names or getattr(self.model, "class_names", None)
+        if not names:
+            raise RuntimeError(
+                f"no class names for stage {stage!r}: the data module has no eval_sets() and the model "
+                "has no vocabulary (pass model.class_names)"
+            )
+        return [_EvalSet(name=_STAGE_PREFIX.get(stage, stage), class_names=list(names))]
+
+    def setup(self, stage: str) -> None:
+        dm = self._datamodule()
+        if stage == "fit":
+            names = getattr(dm, "train_class_names", None) if dm is not None else None
+            if names:
+                self._train_class_names = list(names)
+            if not self._train_class_names:
+                raise RuntimeError("training needs class names: the data module has no train_class_names")
+            self._use_vocabulary(self._train_class_names)
+        eval_stages = {"fit": ["validate"], "validate": ["validate"], "test": ["test"]}.get(stage, [])
+        for eval_stage in eval_stages:
+            sets = self._discover_eval_sets(eval_stage)
+            self._eval_sets[eval_stage] = sets
+            self.eval_metrics[_STAGE_PREFIX[eval_stage]] = nn.ModuleList(
+                EvalSetAccuracy(num_classes=len(s.class_names)) for s in sets
+            )
+        if stage == "predict":
+            self._predict_class_names = self._discover_eval_sets("predict")[0].class_names
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._train_class_names:
+            checkpoint["tc_clip_class_names"] = list(self._train_class_names)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        names = checkpoint.get("tc_clip_class_names")
+        if names and not self._train_class_names:
+            self._train_class_names = list(names)
+
+    # -------------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        names = self._train_class_names
+        self._use_vocabulary(names)
+        video, label = batch["video"], batch["label"]
+        mixup = VideoMixup(
+            num_classes=len(names),
+            mixup_alpha=self.hparams.mixup_alpha,
+            cutmix_alpha=self.hparams.cutmix_alpha,
+            switch_prob=self.hparams.mix_switch_prob,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+        video, target = mixup(video, label)
+        logits = self.model(video)
+        loss = soft_target_cross_entropy(logits, target)
+        bs = video.shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
+        if "skipped" in batch:
+            skipped = batch["skipped"].float().sum()
+            self.log("train/skipped", skipped, on_step=False, on_epoch=True, reduce_fx="sum",
+                     sync_dist=True, batch_size=bs)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        if self._train_class_names:
+            self._use_vocabulary(self._train_class_names)
+
+    # ------------------------------------------------------------------------------------ evaluation
+    def eval_scores(self, video: Tensor) -> Tensor:
+        """``[B, V, T, 3, H, W]`` (or ``[B, T, 3, H, W]``) → ``[B, C]``: softmax per view, summed."""
+        if video.dim() == 5:
+            video = video.unsqueeze(1)
+        b, v = video.shape[:2]
+        flat = video.flatten(0, 1)
+        chunk = self.hparams.views_per_forward
+        if chunk is None or chunk >= b * v:
+            logits = self.model(flat)
+        else:
+            logits = torch.cat([self.model(flat[i : i + chunk]) for i in range(0, b * v, chunk)])
+        return aggregate_views(logits.view(b, v, -1))
+
+    def _eval_step(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
+        sets = self._eval_sets.get(stage)
+        if sets is None:  # evaluation without setup (e.g. trainer.validate(model, dataloaders))
+            self.setup(stage)
+            sets = self._eval_sets[stage]
+        if dataloader_idx >= len(sets):
+            raise RuntimeError(
+                f"{stage} dataloader {dataloader_idx} has no entry in the data module's eval_sets() "
+                f"({len(sets)} sets)"
+            )
+        self._use_vocabulary(sets[dataloader_idx].class_names)
+        scores = self.eval_scores(batch["video"])
+        metric = self.eval_metrics[_STAGE_PREFIX[stage]][dataloader_idx]
+        metric.update(scores, batch["label"], batch["index"], batch.get("skipped"))
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("validate", batch, dataloader_idx)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("test", batch, dataloader_idx)
+
+    def _eval_epoch_end(self, stage: str) -> dict[str, float]:
+        prefix = _STAGE_PREFIX[stage]
+        sets = self._eval_sets.get(stage, [])
+        metrics = self.eval_metrics[prefix] if prefix in self.eval_metrics else []
+        results, logged = [], {}
+        for info, metric in zip(sets, metrics, strict=True):
+            if not metric.update_called:
+                metric.reset()
+                continue
+            out = metric.compute()  # gathers from every process
+            metric.reset()
+            top1, top5 = float(out["top1"]), float(out["top5"])
+            results.append(EvalSetResult(info.name, top1, top5, info.group, info.role))
+            logged[f"{prefix}/{info.name}/top1"] = top1
+            logged[f"{prefix}/{info.name}/top5"] = top5
+            logged[f"{prefix}/{info.name}/videos"] = float(out["count"])
+            logged[f"{prefix}/{info.name}/skipped"] = float(out["skipped"])
+        if results and all(not math.isnan(r.top1) for r in results):
+            for key, value in summarize(results).items():
+                logged[f"{prefix}/{key}"] = value
+        if logged:
+            # the values are already global (computed from every process): no further reduction
+            self.log_dict({k: torch.tensor(v) for k, v in logged.items()}, sync_dist=False)
+        return logged
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("validate")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # -------------------------------------------------------------------------------------- predict
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
+        """Top-k class names and scores (mean softmax over views) for every video of the batch."""
+        names = self._predict_class_names
+        if names is None:
+            self.setup("predict")
+            names = self._predict_class_names
+        self._use_vocabulary(names)
+        video = batch["video"]
+        views = video.shape[1] if video.dim() == 6 else 1
+        probs = self.eval_scores(video) / views
+        k = min(self.hparams.predict_top_k, probs.shape[-1])
+        scores, idx = probs.topk(k, dim=-1)
+        paths = batch.get("path")
+        labels = batch.get("label")
+        indices = batch.get("index")
+        out = []
+        for i in range(probs.shape[0]):
+            label = int(labels[i]) if labels is not None else -1
+            out.append(
+                {
+                    "path": paths[i] if paths is not None else None,
+                    "index": int(indices[i]) if indices is not None else None,
+                    "label": label,
+                    "label_name": names[label] if 0 <= label < len(names) else None,
+                    "classes": [names[j] for j in idx[i].tolist()],
+                    "class_ids": idx[i].tolist(),
+                    "scores": [float(s) for s in scores[i].tolist()],
+                    "skipped": bool(batch["skipped"][i]) if "skipped" in batch else False,
+                }
+            )
+        return out
+
+    # ---------------------------------------------------------------------------------- optimisation
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """AdamW parameter groups: ``prompt`` (prompt vectors + VP blocks, ``prompt_lr_mult × lr``) and
+        ``base`` (every other trainable parameter, ``lr``); empty groups are dropped."""
+        hp = self.hparams
+        groups = self.model.param_groups()
+        unknown = set(groups) - {"prompt", "base"}
+        if unknown:
+            raise KeyError(f"model.param_groups() returned unknown groups {sorted(unknown)}")
+        out = []
+        for name, lr in (("prompt", hp.lr * hp.prompt_lr_mult), ("base", hp.lr)):
+            params = [p for p in groups.get(name, []) if p.requires_grad]
+            if params:
+                out.append({"params": params, "lr": lr, "name": name})
+        seen = {id(p) for g in out for p in g["params"]}
+        missing = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in seen]
+        if missing:
+            raise RuntimeError(f"trainable parameters missing from model.param_groups(): {missing[:5]}")
+        return out
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch (after gradient accumulation), per process."""
+        trainer = self.trainer
+        batches = trainer.num_training_batches
+        if batches is None or math.isinf(batches) or batches <= 0:
+            epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+            return max(1, int(trainer.estimated_stepping_batches) // epochs)
+        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            self.optimizer_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
+        )
+        total_steps = int(self.trainer.estimated_stepping_batches)  # also sets up the train dataloader
+        warmup_steps = int(round(hp.warmup_epochs * self.steps_per_epoch()))
+        scheduler = warmup_cosine_scheduler(optimizer, hp.lr_min, warmup_steps, total_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "lr"},
+        }
