@@ -1,0 +1,209 @@
+"""Pure pieces of the training recipe: summaries, schedule, mixing, view aggregation, the DDP-safe metric."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views, first_occurrence
+from tc_clip.lightning.mixing import VideoMixup, cutmix_box, smooth_one_hot, soft_target_cross_entropy
+from tc_clip.lightning.schedule import WarmupCosineFactor, warmup_cosine_lr, warmup_cosine_scheduler
+from tc_clip.lightning.summary import (
+    EvalSetResult,
+    base_novel_summary,
+    few_shot_average,
+    group_mean_std,
+    harmonic_mean,
+    mean_std,
+    primary_top1,
+    summarize,
+)
+
+# ------------------------------------------------------------------------------------------ summaries
+
+
+def test_mean_std_is_population_std():
+    mean, std = mean_std([0.5, 0.6, 0.7])
+    assert mean == pytest.approx(0.6)
+    assert std == pytest.approx(math.sqrt(((0.1**2) * 2) / 3))
+    assert mean_std([0.3]) == (0.3, 0.0)
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_harmonic_mean_known_values():
+    assert harmonic_mean(0.8, 0.6) == pytest.approx(2 * 0.8 * 0.6 / 1.4)
+    assert harmonic_mean(0.5, 0.5) == pytest.approx(0.5)
+    assert harmonic_mean(0.0, 0.0) == 0.0
+    assert harmonic_mean(1.0, 0.0) == 0.0
+    assert harmonic_mean(80.0, 60.0) == pytest.approx(68.5714, abs=1e-4)  # unit-free (percentages)
+
+
+def _zero_shot_results():
+    return [
+        EvalSetResult("hmdb_split1", 0.50, 0.80, group="hmdb51"),
+        EvalSetResult("hmdb_split2", 0.56, 0.82, group="hmdb51"),
+        EvalSetResult("hmdb_split3", 0.56, 0.84, group="hmdb51"),
+        EvalSetResult("ucf_split1", 0.80, 0.95, group="ucf101"),
+        EvalSetResult("ucf_split2", 0.84, 0.97, group="ucf101"),
+        EvalSetResult("ucf_split3", 0.82, 0.96, group="ucf101"),
+    ]
+
+
+def test_zero_shot_mean_std_per_group():
+    out = group_mean_std(_zero_shot_results())
+    assert set(out) == {"hmdb51", "ucf101"}
+    assert out["hmdb51"][0] == pytest.approx(0.54)
+    assert out["hmdb51"][1] == pytest.approx(math.sqrt((0.04**2 + 0.02**2 + 0.02**2) / 3))
+    assert out["ucf101"] == (pytest.approx(0.82), pytest.approx(math.sqrt((0.02**2 + 0.02**2) / 3)))
+    flat = summarize(_zero_shot_results())
+    assert flat["hmdb51/top1_mean"] == pytest.approx(0.54)
+    assert flat["ucf101/top5_mean"] == pytest.approx(0.96)
+    # checkpoint selection: mean of the group means
+    assert flat["top1"] == pytest.approx((0.54 + 0.82) / 2)
+
+
+def test_base_to_novel_summary():
+    results = [
+        EvalSetResult("k400_base", 0.789, group="k400", role="base"),
+        EvalSetResult("k400_novel", 0.636, group="k400", role="novel"),
+        EvalSetResult("hmdb_base", 0.7, group="hmdb", role="base"),
+        EvalSetResult("hmdb_novel", 0.5, group="hmdb", role="novel"),
+    ]
+    out = base_novel_summary(results)
+    assert out["k400"]["hm"] == pytest.approx(2 * 0.789 * 0.636 / (0.789 + 0.636))
+    assert out["hmdb"] == {"base": 0.7, "novel": 0.5, "hm": pytest.approx(0.7 * 0.5 * 2 / 1.2)}
+    flat = summarize(results)
+    assert flat["hmdb/hm"] == pytest.approx(0.583333, abs=1e-6)
+    assert flat["top1"] == pytest.approx((out["k400"]["hm"] + out["hmdb"]["hm"]) / 2)
+    # base/novel sets stay out of the zero-shot mean ± std
+    assert group_mean_std(results) == {}
+    with pytest.raises(ValueError, match="two 'base'"):
+        base_novel_summary(results + [EvalSetResult("x", 0.1, group="k400", role="base")])
+
+
+def test_few_shot_average_and_primary():
+    assert few_shot_average({2: 0.4, 4: 0.5, 8: 0.6, 16: 0.7}) == pytest.approx(0.55)
+    # a single set: its own top-1
+    assert primary_top1([EvalSetResult("val", 0.3)]) == 0.3
+    # ungrouped sets count one each
+    assert primary_top1([EvalSetResult("a", 0.2), EvalSetResult("b", 0.4)]) == pytest.approx(0.3)
+
+
+# ------------------------------------------------------------------------------------------- schedule
+
+
+def test_warmup_cosine_values():
+    base, low, warm, total = 1e-3, 1e-5, 10, 110
+    assert warmup_cosine_lr(0, base, low, warm, total) == 0.0
+    assert warmup_cosine_lr(5, base, low, warm, total) == pytest.approx(5e-4)
+    assert warmup_cosine_lr(10, base, low, warm, total) == pytest.approx(base)
+    assert warmup_cosine_lr(60, base, low, warm, total) == pytest.approx((base + low) / 2)
+    assert warmup_cosine_lr(110, base, low, warm, total) == pytest.approx(low)
+    assert warmup_cosine_lr(500, base, low, warm, total) == pytest.approx(low)
+    # no warm-up: starts at the peak
+    assert warmup_cosine_lr(0, base, low, 0, total) == pytest.approx(base)
+
+
+def test_scheduler_per_group_floor_is_absolute():
+    p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [p1], "lr": 1e-2}, {"params": [p2], "lr": 1e-3}])
+    sched = warmup_cosine_scheduler(opt, lr_min=1e-5, warmup_steps=2, total_steps=6)
+    seen = []
+    for _ in range(7):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert seen[0] == [0.0, 0.0]
+    assert seen[1] == [pytest.approx(5e-3), pytest.approx(5e-4)]
+    assert seen[2] == [pytest.approx(1e-2), pytest.approx(1e-3)]
+    assert seen[6] == [pytest.approx(1e-5), pytest.approx(1e-5)]
+    # state dict round trip keeps the factors (picklable objects)
+    state = sched.state_dict()
+    assert isinstance(state["lr_lambdas"][0], dict)
+    assert WarmupCosineFactor(1e-2, 1e-5, 2, 6)(1) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------- mixing
+
+
+def test_label_smoothing_and_soft_ce():
+    t = smooth_one_hot(torch.tensor([1, 0]), 4, 0.1)
+    assert torch.allclose(t[0], torch.tensor([0.025, 0.925, 0.025, 0.025]))
+    assert torch.allclose(t.sum(1), torch.ones(2))
+    logits = torch.randn(2, 4)
+    hard = torch.nn.functional.one_hot(torch.tensor([1, 0]), 4).float()
+    ref = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 0]))
+    assert soft_target_cross_entropy(logits, hard) == pytest.approx(float(ref), rel=1e-5)
+    ref_ls = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 0]), label_smoothing=0.1)
+    assert soft_target_cross_entropy(logits, t) == pytest.approx(float(ref_ls), rel=1e-5)
+
+
+def test_cutmix_one_box_for_all_frames():
+    torch.manual_seed(0)
+    b, t, h, w = 4, 3, 16, 16
+    video = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, t, 3, h, w).clone()
+    mix = VideoMixup(num_classes=5, mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.0)
+    out, target = mix(video, torch.tensor([0, 1, 2, 3]))
+    assert torch.equal(video[:, 0, 0, 0, 0], torch.arange(4.0))  # input untouched
+    pasted = out[0] == 3.0  # clip 0 receives pixels of clip 3 (the mirrored clip)
+    assert pasted.any() or target[0, 0] == 1.0
+    for f in range(1, t):  # the same box on every frame and channel
+        assert torch.equal(pasted[f], pasted[0])
+    area = pasted[0, 0].float().mean()
+    assert target[0, 3] == pytest.approx(float(area))
+    assert target[0, 0] == pytest.approx(1 - float(area))
+    assert torch.allclose(target.sum(1), torch.ones(4))
+
+
+def test_mixup_weights_and_switch():
+    torch.manual_seed(1)
+    video = torch.zeros(2, 2, 3, 4, 4)
+    video[1] = 1.0
+    mix = VideoMixup(num_classes=3, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)
+    out, target = mix(video, torch.tensor([0, 2]))
+    lam = 1 - float(out[0].mean())
+    assert torch.allclose(out[0], torch.full_like(out[0], 1 - lam))
+    assert target[0, 0] == pytest.approx(lam, abs=1e-6) and target[0, 2] == pytest.approx(1 - lam, abs=1e-6)
+    off = VideoMixup(num_classes=3, mixup_alpha=0.0, cutmix_alpha=0.0, label_smoothing=0.1)
+    same, t = off(video, torch.tensor([0, 2]))
+    assert same is video and t[0, 0] == pytest.approx(0.9 + 0.1 / 3)
+    y0, y1, x0, x1 = cutmix_box(10, 20, 0.75)
+    assert 0 <= y0 <= y1 <= 10 and 0 <= x0 <= x1 <= 20
+
+
+# --------------------------------------------------------------------------------- views and metrics
+
+
+def test_aggregate_views_softmax_then_sum():
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])  # one video, two views
+    scores = aggregate_views(logits)
+    assert torch.allclose(scores, torch.tensor([[1.25, 0.75]]))
+    # a confident wrong view does not outvote two mildly right ones (unlike summing logits)
+    logits = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [0.0, 10.0]]])
+    assert aggregate_views(logits).argmax().item() == 1
+    assert logits.sum(1).argmax().item() == 1
+    logits = torch.tensor([[[2.0, 0.0], [2.0, 0.0], [0.0, 3.0]]])
+    assert aggregate_views(logits).argmax().item() == 0
+    assert logits.sum(1).argmax().item() == 0
+    with pytest.raises(ValueError):
+        aggregate_views(torch.zeros(2, 3))
+
+
+def test_eval_set_accuracy_dedupes_and_counts():
+    m = EvalSetAccuracy(num_classes=6)
+    scores = torch.eye(6)[[0, 1, 2, 3]] + 0.01 * torch.arange(6.0)  # top-1 = 0,1,2,3
+    m.update(scores, torch.tensor([0, 1, 5, 4]), torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 0, 0]))
+    # a padded duplicate of video 0 (as DistributedSampler adds) and an unlabelled video
+    m.update(scores[:2], torch.tensor([0, -1]), torch.tensor([0, 4]))
+    out = m.compute()
+    assert int(out["count"]) == 5 and int(out["labelled"]) == 4 and int(out["skipped"]) == 1
+    assert float(out["top1"]) == pytest.approx(0.5)
+    # top-5 of 6 classes: video 2 (label 5, ranked 1st by the small ramp) and video 3 (label 4) are hits
+    assert float(out["top5"]) == pytest.approx(1.0)
+    small = EvalSetAccuracy(num_classes=3)  # top-5 with 3 classes: every labelled video is a hit
+    small.update(torch.rand(2, 3), torch.tensor([0, 2]), torch.tensor([0, 1]))
+    assert float(small.compute()["top5"]) == 1.0
+    assert torch.equal(first_occurrence(torch.tensor([5, 3, 5, 3, 7])), torch.tensor([1, 0, 4]))
