@@ -1,0 +1,135 @@
+"""Map-style video clip dataset (so Lightning's ``DistributedSampler`` works)."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tc_clip.data.annotations import Sample
+from tc_clip.data.decoding import VideoDecodeError, read_frames
+from tc_clip.data.transforms import (
+    decode_short_side,
+    eval_indices,
+    eval_transform,
+    train_indices,
+    train_transform,
+)
+
+__all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
+
+
+class BadVideoWarning(UserWarning):
+    """A video could not be read and was replaced by another sample."""
+
+
+class VideoClipDataset(Dataset):
+    """Clips of ``num_frames`` frames from a list of :class:`Sample`.
+
+    ``train=True``: TSN random sampling and the training augmentation; item ``video`` is
+    ``float [T, 3, S, S]``. ``train=False``: ``views`` deterministic temporal views times ``crops`` (1 or
+    3) spatial crops; ``video`` is ``float [views * crops, T, 3, S, S]`` (view-major).
+
+    A missing or undecodable video is replaced by another sample of the dataset (random in training,
+    the next index in evaluation), with a :class:`BadVideoWarning` naming the file; ``skipped`` counts
+    the replacements. ``strict=True`` raises instead.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        num_frames: int = 16,
+        input_size: int = 224,
+        train: bool = True,
+        views: int = 1,
+        crops: int = 1,
+        flip: bool = True,
+        strict: bool = False,
+        return_path: bool = False,
+        max_retries: int = 10,
+    ):
+        if crops not in (1, 3):
+            raise ValueError(f"crops must be 1 or 3, got {crops}")
+        if views < 1 or num_frames < 1:
+            raise ValueError("views and num_frames must be >= 1")
+        self.samples = list(samples)
+        self.num_frames = num_frames
+        self.input_size = input_size
+        self.train = train
+        self.views = views
+        self.crops = crops
+        self.strict = strict
+        self.return_path = return_path
+        self.max_retries = max_retries
+        self.transform = train_transform(input_size, flip=flip) if train else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _indices(self, n: int) -> list[int]:
+        if self.train:
+            return train_indices(n, self.num_frames)
+        out: list[int] = []
+        for v in range(self.views):
+            out += eval_indices(n, self.num_frames, v, self.views)
+        return out
+
+    def load(self, index: int) -> torch.Tensor:
+        """The transformed clip of sample ``index`` (raises on a bad video)."""
+        s = self.samples[index]
+        short = decode_short_side(self.input_size, 1 if self.train else self.crops)
+        frames, _ = read_frames(s.path, self._indices, short_side=short)
+        clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [K, 3, H, W] uint8
+        if self.train:
+            return self.transform(clip)
+        views = clip.reshape(self.views, self.num_frames, *clip.shape[1:])
+        out = [eval_transform(v, self.input_size, self.crops) for v in views]  # each [crops, T, 3, S, S]
+        return torch.cat(out)
+
+    def __getitem__(self, index: int) -> dict:
+        skipped = 0
+        current = index
+        tried: list[str] = []
+        while True:
+            try:
+                video = self.load(current)
+                break
+            except (FileNotFoundError, VideoDecodeError, OSError) as e:
+                if self.strict:
+                    raise
+                path = self.samples[current].path
+                tried.append(path)
+                warnings.warn(f"skipping unreadable video {path}: {e}", BadVideoWarning, stacklevel=2)
+                skipped += 1
+                if skipped > self.max_retries or len(self.samples) < 2:
+                    raise RuntimeError(
+                        f"{skipped} videos in a row could not be read (last: {path}); check the data "
+                        f"with `tc-clip check-data`"
+                    ) from e
+                if self.train:
+                    current = random.randrange(len(self.samples) - 1)
+                    current += current >= index
+                else:
+                    current = (index + skipped) % len(self.samples)
+        s = self.samples[current]
+        item = {
+            "video": video,
+            "label": torch.tensor(s.label, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "skipped": torch.tensor(skipped, dtype=torch.long),
+        }
+        if self.return_path:
+            item["path"] = s.path
+        return item
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed Python's and NumPy's RNGs of a DataLoader worker from its torch seed (which the loader
+    derives from its generator and the worker id), so sampling and augmentation are reproducible."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)

@@ -1,0 +1,277 @@
+"""Decoding only the frames a clip needs, with PyAV.
+
+:func:`read_frames` first demuxes the whole video stream (cheap: no decoding), which gives the exact
+number of frames and, for every frame in presentation order, its packet and the keyframe it depends on.
+It then decodes, for every wanted frame, only the packets from the keyframe before it up to the frame
+itself (consecutive wanted frames in one group of pictures share one run), lets the decoder drop
+non-reference frames that are not wanted (``skip_frame=NONREF``) and converts only the wanted frames to
+RGB. Frames are identified by presentation timestamp, so B-frame reordering and variable frame rate
+are handled: frame ``i`` is the ``i``-th frame in presentation order, whatever its timestamp.
+
+If anything about a file does not fit this plan (packets without timestamps, a wanted frame that the
+decoder never returned, ...) the reader falls back to decoding the stream sequentially, still converting
+only the wanted frames. Rotation metadata is applied, grayscale and odd-sized videos come out as RGB.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+__all__ = ["VideoDecodeError", "VideoInfo", "probe", "read_frames", "read_all_frames"]
+
+IndexSampler = Callable[[int], Sequence[int]]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or decoded."""
+
+
+@dataclass
+class VideoInfo:
+    num_frames: int
+    width: int
+    height: int
+    fps: float
+    rotation: int = 0
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"video not found: {path}")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except Exception as e:  # av.error.* and OSError
+        raise VideoDecodeError(f"cannot open video {path}: {e}") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"no video stream in {path}")
+    return container
+
+
+def _target_size(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
+    """Output (width, height) for resizing the short side down to ``short_side`` (never upsampling)."""
+    if not short_side or min(width, height) <= short_side:
+        return None
+    if width <= height:
+        return short_side, max(1, round(height * short_side / width))
+    return max(1, round(width * short_side / height)), short_side
+
+
+def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
+    rotation = int(getattr(frame, "rotation", 0) or 0)
+    quarter = round(rotation / 90) % 4
+    w, h = frame.width, frame.height
+    if quarter % 2:  # short side of the displayed frame is the same, width/height swap
+        size = _target_size(h, w, short_side)
+        size = size[::-1] if size else None
+    else:
+        size = _target_size(w, h, short_side)
+    if size is not None:
+        img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+    else:
+        img = frame.to_ndarray(format="rgb24")
+    if quarter:
+        # PyAV's rotation is counter-clockwise; np.rot90 with k > 0 rotates counter-clockwise as well.
+        img = np.ascontiguousarray(np.rot90(img, k=quarter))
+    return img
+
+
+@dataclass
+class _Index:
+    packets: list  # av.Packet in decode order
+    ts: list[int]  # timestamp of each packet (decode order)
+    pres_ts: list[int]  # sorted timestamps = presentation order
+    pos_of_ts: dict[int, int]  # timestamp -> decode position
+    last_key: list[int]  # decode position of the keyframe at or before each position
+
+
+def _index(container, stream) -> _Index | None:
+    packets, ts, keys = [], [], []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        t = packet.pts if packet.pts is not None else packet.dts
+        if t is None:
+            return None
+        packets.append(packet)
+        ts.append(int(t))
+        keys.append(bool(packet.is_keyframe))
+    if not packets:
+        return None
+    pos_of_ts = {t: i for i, t in enumerate(ts)}
+    if len(pos_of_ts) != len(ts):  # duplicate timestamps: cannot identify frames by timestamp
+        return None
+    last_key, k = [], 0
+    for i, is_key in enumerate(keys):
+        if is_key:
+            k = i
+        last_key.append(k)
+    return _Index(packets, ts, sorted(ts), pos_of_ts, last_key)
+
+
+def _runs(idx: _Index, wanted_pos: list[int]) -> list[tuple[int, int]]:
+    """Decode-order packet ranges [start, end] covering every wanted position from its keyframe."""
+    runs: list[list[int]] = []
+    for d in sorted(set(wanted_pos)):
+        k = idx.last_key[d]
+        # a frame shown before its keyframe (open GOP leading picture) needs the previous group
+        while k > 0 and idx.ts[d] < idx.ts[k]:
+            k = idx.last_key[k - 1]
+        if runs and k <= runs[-1][1] + 1:
+            runs[-1][1] = max(runs[-1][1], d)
+        else:
+            runs.append([k, d])
+    return [(a, b) for a, b in runs]
+
+
+def _decode_indexed(
+    idx: _Index, stream, wanted: list[int], short_side: int | None
+) -> dict[int, np.ndarray] | None:
+    n = len(idx.pres_ts)
+    want_ts = {idx.pres_ts[i]: i for i in wanted}
+    wanted_pos = [idx.pos_of_ts[t] for t in want_ts]
+    cc = stream.codec_context
+    # frame threading would delay the skip_frame switches below; slice threading is fine
+    cc.thread_type = "SLICE"
+    out: dict[int, np.ndarray] = {}
+
+    def take(frames):
+        for frame in frames:
+            i = want_ts.get(frame.pts)
+            if i is not None and i not in out:
+                out[i] = _to_rgb(frame, short_side)
+
+    started = False
+    for start, end in _runs(idx, wanted_pos):
+        if started:
+            take(cc.decode(None))
+            cc.flush_buffers()
+        started = True
+        for p in range(start, end + 1):
+            cc.skip_frame = "DEFAULT" if idx.ts[p] in want_ts else "NONREF"
+            take(cc.decode(idx.packets[p]))
+    if started:
+        cc.skip_frame = "DEFAULT"
+        take(cc.decode(None))
+    if len(out) != len(want_ts):
+        return None
+    assert n > 0
+    return out
+
+
+def _decode_sequential(container, stream, wanted: list[int], short_side: int | None) -> dict[int, np.ndarray]:
+    container.seek(0)
+    stream.codec_context.flush_buffers()
+    stream.codec_context.skip_frame = "DEFAULT"
+    want = set(wanted)
+    last = max(want)
+    out: dict[int, np.ndarray] = {}
+    frame = None
+    i = -1
+    for i, frame in enumerate(container.decode(stream)):
+        if i in want:
+            out[i] = _to_rgb(frame, short_side)
+        if i >= last:
+            break
+    if frame is None:
+        raise VideoDecodeError("no frame could be decoded")
+    if len(out) < len(want):  # the stream had fewer frames than announced: repeat the last one
+        fill = out[max(out)] if out else _to_rgb(frame, short_side)
+        for j in want - out.keys():
+            out[j] = fill
+    return out
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count (exact, from the demuxed packets), size and frame rate, without decoding."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        try:
+            idx = _index(container, stream)
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(f"cannot read {path}: {e}") from e
+        n = len(idx.pres_ts) if idx else int(stream.frames or 0)
+        rate = stream.average_rate or stream.guessed_rate or 0
+        cc = stream.codec_context
+        return VideoInfo(num_frames=n, width=cc.width, height=cc.height, fps=float(rate))
+    finally:
+        container.close()
+
+
+def read_frames(
+    path: str | os.PathLike,
+    indices: Sequence[int] | IndexSampler,
+    short_side: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode the frames ``indices`` (presentation order, may repeat, any order) of ``path``.
+
+    ``indices`` may be a function of the number of frames that returns the indices (TSN sampling needs
+    the frame count first). Indices past the end are clamped to the last frame. ``short_side`` resizes
+    frames whose short side is larger down to it during the RGB conversion (area interpolation).
+    Returns ``(uint8 [len(indices), H, W, 3], num_frames)``.
+    Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
+    """
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        try:
+            idx = _index(container, stream)
+            if idx is not None:
+                n = len(idx.pres_ts)
+            else:
+                n = int(stream.frames or 0)
+                if n <= 0:
+                    container.seek(0)
+                    n = sum(1 for _ in container.demux(stream))
+            if n <= 0:
+                raise VideoDecodeError("the video stream has no frames")
+            wanted_list = [int(i) for i in (indices(n) if callable(indices) else indices)]
+            wanted_list = [min(max(i, 0), n - 1) for i in wanted_list]
+            if not wanted_list:
+                return np.zeros((0, stream.codec_context.height, stream.codec_context.width, 3), np.uint8), n
+            wanted = sorted(set(wanted_list))
+            frames = None
+            if idx is not None:
+                try:
+                    frames = _decode_indexed(idx, stream, wanted, short_side)
+                except av.error.FFmpegError:
+                    frames = None
+            if frames is None:
+                frames = _decode_sequential(container, stream, wanted, short_side)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise VideoDecodeError(f"cannot decode {path}: {e}") from e
+        except VideoDecodeError as e:
+            raise VideoDecodeError(f"cannot decode {path}: {e}") from e
+        shapes = {f.shape for f in frames.values()}
+        if len(shapes) > 1:  # resolution change mid-stream: bring everything to the first frame's size
+            import torch
+            import torch.nn.functional as F
+
+            h, w = frames[wanted[0]].shape[:2]
+            for k, f in frames.items():
+                if f.shape[:2] != (h, w):
+                    t = torch.from_numpy(f).permute(2, 0, 1)[None].float()
+                    t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+                    frames[k] = t[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        return np.stack([frames[i] for i in wanted_list]), n
+    finally:
+        container.close()
+
+
+def read_all_frames(path: str | os.PathLike) -> np.ndarray:
+    """The plain approach, as a reference: decode every frame to RGB, in presentation order."""
+    container = _open(path)
+    try:
+        frames = [_to_rgb(f, None) for f in container.decode(container.streams.video[0])]
+    finally:
+        container.close()
+    if not frames:
+        raise VideoDecodeError(f"no frame could be decoded from {path}")
+    return np.stack(frames)
