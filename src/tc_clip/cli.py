@@ -15,7 +15,8 @@ before anything is built. On top of plain LightningCLI:
 
 * loggers: unless ``--trainer.logger`` is given, a TensorBoard and a CSV logger write into
   ``<trainer.default_root_dir>/version_N/`` (with ``config.yaml`` and ``checkpoints/``);
-* callbacks: ModelCheckpoint (best by ``val/top1`` and ``last``), LearningRateMonitor (when logging);
+* callbacks: ModelCheckpoint (best by ``val/top1``, ``--checkpoint.*``), :class:`LastCheckpoint`
+  (``last.ckpt`` after every epoch), LearningRateMonitor (when logging);
 * ``--ckpt_path last`` resumes from the newest ``last.ckpt`` under ``trainer.default_root_dir`` (or
   under ``--checkpoint.dirpath``), restoring weights, optimiser, scheduler and epoch;
 * ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
@@ -39,6 +40,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from tc_clip.callbacks.predict_writer import PredictionWriter
+from tc_clip.lightning.checkpointing import LastCheckpoint
 from tc_clip.lightning.module import TCCLIPModule
 
 DEFAULT_ROOT_DIR = "runs"
@@ -46,7 +48,7 @@ DEFAULT_ROOT_DIR = "runs"
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.monitor": "val/top1",
     "checkpoint.mode": "max",
-    "checkpoint.save_last": True,
+    "checkpoint.save_last": False,  # LastCheckpoint writes last.ckpt after every epoch
     "checkpoint.save_top_k": 1,
     "checkpoint.filename": "best-{epoch:03d}",
 }
@@ -141,6 +143,9 @@ class TCCLIPCLI(LightningCLI):
             and not any(isinstance(c, LearningRateMonitor) for c in callbacks)
         ):
             kwargs["callbacks"] = callbacks + [LearningRateMonitor(logging_interval="step")]
+        if self.subcommand == "fit" and not any(isinstance(c, LastCheckpoint) for c in callbacks):
+            dirpath = self._get(self.config_init, "checkpoint").dirpath
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [LastCheckpoint(dirpath=dirpath)]
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
         return super().instantiate_trainer(**kwargs)
