@@ -40,7 +40,7 @@ def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CLIPWeightsError(f"CLIP weights file not found: {path}")
     if is_torchscript_archive(path):
         state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        for key in ("input_resolution", "context_length", "vocab_size"):
+        for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
             state.pop(key, None)
     else:
         try:
