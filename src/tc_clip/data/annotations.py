@@ -340,6 +340,7 @@ def read_ssv2(
     ids = {name: int(i) for name, i in mapping.items()}
     if sorted(ids.values()) != list(range(len(ids))):
         _fail(errors, f"{labels_json}: class ids must be 0..{len(ids) - 1}")
+    lower = {name.lower(): i for name, i in ids.items()}
     class_names = [""] * len(ids)
     for name, i in ids.items():
         if 0 <= i < len(ids):
@@ -357,10 +358,10 @@ def read_ssv2(
             label = -1
         else:
             name = ssv2_class_name(template)
-            if name not in ids:
+            label = ids.get(name, lower.get(name.lower(), -1))
+            if label < 0:
                 _fail(errors, f"{where}: class {name!r} is not in {labels_json}")
                 continue
-            label = ids[name]
         samples.append(Sample(os.path.join(str(videos), f"{entry['id']}{extension}"), label, where))
     return samples, class_names
 

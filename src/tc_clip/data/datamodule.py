@@ -299,7 +299,7 @@ class VideoDataModule(L.LightningDataModule):
         samples = ann.sample_few_shot(split.samples, shot, self.seed)
         out = self._resolve_split_dir() / f"{self.dataset_name}_{split.name}_{shot}shot_seed{self.seed}.txt"
         try:
-            ann.write_list_file(samples, out, self.root or os.path.commonpath([s.path for s in samples]))
+            ann.write_list_file(samples, out, self.root)  # absolute paths without a root
             log.info("few-shot list (%d videos, %d per class, seed %d) written to %s",
                      len(samples), shot, self.seed, out)
         except (OSError, ValueError) as e:
@@ -377,7 +377,7 @@ class VideoDataModule(L.LightningDataModule):
             raise ValueError(f"stage must be one of {EVAL_STAGES}, got {stage!r}")
         return [s.info() for s in self.built.evals[stage]]
 
-    def split(self, stage: str) -> list[SplitData]:
+    def splits(self, stage: str) -> list[SplitData]:
         """The resolved splits of a stage ("fit" = the training split)."""
         if stage == "fit":
             return [self.built.train] if self.built.train is not None else []

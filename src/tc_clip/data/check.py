@@ -1,0 +1,192 @@
+"""Scan a dataset before training: missing, unreadable or too-short videos and label problems.
+
+    python -m tc_clip.data.check --config config.yaml          # the `data:` section of a CLI config
+    python -m tc_clip.data.check --train-list train.txt --val-list val.txt --labels labels.csv
+    python -m tc_clip.data.check --class-path HMDB51DataModule --init-args '{root: data/hmdb51}'
+
+Exit code 0 when everything is fine, 1 when any problem was found, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tc_clip.data.decoding import VideoDecodeError, probe, read_frames
+from tc_clip.data.transforms import eval_indices
+
+__all__ = ["CheckReport", "check_data", "main"]
+
+
+@dataclass
+class CheckReport:
+    checked: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, where)
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (path, where, error)
+    too_short: list[tuple[str, str, int]] = field(default_factory=list)  # (path, where, frames)
+    label_problems: list[str] = field(default_factory=list)
+    stages: dict[str, int] = field(default_factory=dict)  # stage -> number of videos
+
+    @property
+    def num_problems(self) -> int:
+        return len(self.missing) + len(self.unreadable) + len(self.too_short) + len(self.label_problems)
+
+    @property
+    def ok(self) -> bool:
+        return self.num_problems == 0
+
+    def format(self, limit: int = 50) -> str:
+        lines = [f"checked {self.checked} videos ({', '.join(f'{k}: {v}' for k, v in self.stages.items())})"]
+
+        def section(title, rows, fmt):
+            if rows:
+                lines.append(f"{title}: {len(rows)}")
+                lines.extend("  " + fmt(r) for r in rows[:limit])
+                if len(rows) > limit:
+                    lines.append(f"  ... and {len(rows) - limit} more")
+
+        section("label problems", self.label_problems, str)
+        section("missing videos", self.missing, lambda r: f"{r[0]}  ({r[1]})")
+        section("unreadable videos", self.unreadable, lambda r: f"{r[0]}  ({r[1]}): {r[2]}")
+        section("too short videos", self.too_short, lambda r: f"{r[0]}  ({r[1]}): {r[2]} frames")
+        lines.append("OK" if self.ok else f"{self.num_problems} problems")
+        return "\n".join(lines)
+
+
+class _Probe(Dataset):
+    def __init__(self, paths: list[str], num_frames: int):
+        self.paths, self.num_frames = paths, num_frames
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        path = self.paths[i]
+        try:
+            n = probe(path).num_frames
+            # decode the centred frames: catches broken streams that still demux
+            read_frames(path, lambda n: eval_indices(n, self.num_frames), short_side=64)
+            return path, "ok", n
+        except FileNotFoundError:
+            return path, "missing", 0
+        except (VideoDecodeError, OSError) as e:
+            return path, "unreadable", str(e)
+
+
+def check_data(datamodule, stages: Sequence[str] = ("fit", "validate", "test"), num_workers: int | None = None):
+    """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule`; returns a
+    :class:`CheckReport` (``report.ok``, ``report.format()``)."""
+    report = CheckReport()
+    errors: list[str] = []
+    try:
+        if hasattr(datamodule, "prepare_data"):
+            datamodule.prepare_data()
+        datamodule._build(errors)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        report.label_problems += errors + [str(e)]
+        return report
+    report.label_problems += errors
+    where: dict[str, str] = {}
+    order: list[str] = []
+    for stage in stages:
+        samples = [s for split in datamodule.splits(stage) for s in split.samples]
+        report.stages[stage] = len(samples)
+        for s in samples:
+            if s.path not in where:
+                where[s.path] = s.where
+                order.append(s.path)
+    num_frames = int(getattr(datamodule, "num_frames", 1))
+    workers = datamodule.num_workers if num_workers is None else num_workers
+    loader = DataLoader(_Probe(order, num_frames), batch_size=None, num_workers=min(workers, len(order)),
+                        collate_fn=lambda x: x)
+    torch_threads = torch.get_num_threads()
+    try:
+        for path, status, info in loader:
+            report.checked += 1
+            if status == "missing":
+                report.missing.append((path, where[path]))
+            elif status == "unreadable":
+                report.unreadable.append((path, where[path], info))
+            elif info < num_frames:
+                report.too_short.append((path, where[path], info))
+    finally:
+        torch.set_num_threads(torch_threads)
+    return report
+
+
+def _resolve_class(path: str):
+    if "." not in path:
+        import tc_clip.data as data
+
+        return getattr(data, path)
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _load_yaml(text_or_path: str):
+    import os
+
+    import yaml
+
+    if os.path.exists(text_or_path):
+        with open(text_or_path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    return yaml.safe_load(text_or_path)
+
+
+def build_datamodule(args: argparse.Namespace):
+    if args.config:
+        cfg = _load_yaml(args.config) or {}
+        data = cfg.get("data", cfg)
+        if not isinstance(data, dict) or "class_path" not in data:
+            raise SystemExit(f"{args.config}: expected a `data:` section with `class_path` and `init_args`")
+        class_path, init_args = data["class_path"], dict(data.get("init_args") or {})
+    else:
+        class_path = args.class_path or "VideoDataModule"
+        init_args = dict(_load_yaml(args.init_args) or {}) if args.init_args else {}
+    for key in ("train_list", "val_list", "test_list", "labels", "root"):
+        value = getattr(args, key)
+        if value is not None:
+            init_args[key] = value
+    if args.num_workers is not None:
+        init_args["num_workers"] = args.num_workers
+    return _resolve_class(class_path)(**init_args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tc-clip check-data",
+        description="Report missing, unreadable and too-short videos and label problems of a dataset; "
+        "exits with 1 when there are any.",
+    )
+    parser.add_argument("--config", help="YAML with a `data:` section (class_path, init_args) as for `tc-clip fit`")
+    parser.add_argument("--class-path", help="DataModule class (default VideoDataModule)")
+    parser.add_argument("--init-args", help="init arguments as YAML/JSON text or a file")
+    parser.add_argument("--train-list")
+    parser.add_argument("--val-list")
+    parser.add_argument("--test-list")
+    parser.add_argument("--labels")
+    parser.add_argument("--root")
+    parser.add_argument("--stages", default="fit,validate,test", help="comma separated (default %(default)s)")
+    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=50, help="problems listed per kind")
+    args = parser.parse_args(argv)
+    try:
+        dm = build_datamodule(args)
+    except (TypeError, ValueError, AttributeError, ImportError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    report = check_data(dm, stages)
+    print(report.format(args.limit))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Decoding: the sparse PyAV reader returns exactly the frames of a full decode; synthetic videos."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from data_helpers import make_synthetic, noise_frames, set_mp4_rotation
+
+from tc_clip.data import synthetic
+from tc_clip.data.decoding import VideoDecodeError, probe, read_all_frames, read_frames
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("synth") / "ds")
+
+
+@pytest.fixture(scope="module")
+def gop_videos(tmp_path_factory):
+    """90-frame videos with a keyframe every 10 frames (so the reader jumps between groups)."""
+    d = tmp_path_factory.mktemp("gop")
+    frames = noise_frames(90)
+    paths = []
+    for ext in ("mp4", "avi", "webm"):
+        p = d / f"gop.{ext}"
+        synthetic.write_video(p, frames, fps=30, gop_size=10)
+        paths.append(p)
+    return paths
+
+
+def test_generate_writes_three_codecs_lists_and_labels(synth):
+    root = Path(synth.root)
+    codecs = {}
+    for line in Path(synth.train_list).read_text().splitlines() + Path(synth.val_list).read_text().splitlines():
+        rel, label = line.rsplit(" ", 1)
+        assert (root / rel).exists() and 0 <= int(label) < 3
+        with av.open(str(root / rel)) as c:
+            codecs[Path(rel).suffix] = c.streams.video[0].codec_context.name
+    assert codecs == {".mp4": "h264", ".avi": "mpeg4", ".webm": "vp9"}
+    assert Path(synth.labels).read_text().splitlines()[0] == "id,name"
+    assert len(Path(synth.train_list).read_text().splitlines()) == 9
+    mtime = (root / ".done").stat().st_mtime
+    again = synthetic.generate(root, num_classes=3, videos_per_class=3, val_per_class=1, num_frames=20)
+    assert again.train_list == synth.train_list and (root / ".done").stat().st_mtime == mtime
+
+
+def test_synthetic_classes_differ_visually():
+    rng = np.random.default_rng(0)
+    # mean colour of the moving shape's pixels separates the classes
+    means = []
+    for c in range(5):
+        clip = synthetic.render_clip(c, 5, rng, 8, 64, 48).astype(float)
+        bright = clip.max(-1) > 150
+        means.append(clip[bright].mean(0))
+    dists = [np.abs(means[i] - means[j]).max() for i in range(5) for j in range(i + 1, 5)]
+    assert min(dists) > 40
+
+
+def _check_equal(path, index_sets):
+    full = read_all_frames(path)
+    for idx in index_sets:
+        got, n = read_frames(path, idx)
+        assert n == len(full)
+        np.testing.assert_array_equal(got, full[idx], err_msg=f"{path} {idx}")
+
+
+def test_sparse_decode_equals_full_decode(synth, gop_videos):
+    rng = np.random.default_rng(0)
+    paths = [Path(synth.root) / line.rsplit(" ", 1)[0] for line in Path(synth.train_list).read_text().splitlines()[:3]]
+    for p in paths + gop_videos:
+        n = probe(p).num_frames
+        sets = [[0], [n - 1], list(range(n)), [n - 1, 0, 5, 5, 3]]
+        sets += [sorted(rng.choice(n, 8, replace=False).tolist()) for _ in range(3)]
+        _check_equal(p, sets)
+
+
+def test_sampler_callable_and_clamping(gop_videos):
+    got, n = read_frames(gop_videos[0], lambda n: [0, n - 1, n + 10])
+    assert n == 90 and got.shape == (3, 48, 64, 3)
+    np.testing.assert_array_equal(got[1], got[2])
+
+
+def test_variable_frame_rate(tmp_path):
+    p = tmp_path / "vfr.mp4"
+    frames = noise_frames(30)
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = t, Fraction(1, 1000)
+            t += 20 if i % 3 else 70  # irregular gaps
+            for pkt in s.encode(vf):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    assert probe(p).num_frames == 30
+    _check_equal(p, [[0, 7, 13, 29], list(range(0, 30, 2))])
+
+
+def test_short_grayscale_odd_size(tmp_path):
+    p = tmp_path / "gray.mkv"
+    gray = noise_frames(5, 63, 47)[..., 0]
+    synthetic.write_video(p, gray, codec="ffv1", pix_fmt="gray")
+    got, n = read_frames(p, [0, 1, 2, 3, 4, 4, 4, 4])
+    assert n == 5 and got.shape == (8, 47, 63, 3)
+    np.testing.assert_array_equal(got[..., 0], gray[[0, 1, 2, 3, 4, 4, 4, 4]])
+    np.testing.assert_array_equal(got[..., 0], got[..., 2])
+
+
+def test_rotation_metadata(tmp_path):
+    src, rotated = tmp_path / "r.mp4", tmp_path / "r90.mp4"
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    frames[:, :8, :8] = 255  # white top-left corner
+    synthetic.write_video(src, frames)
+    set_mp4_rotation(src, rotated)
+    got, _ = read_frames(rotated, [0])
+    assert got.shape == (1, 64, 48, 3)
+    # rotated 90 degrees clockwise: the corner moves to the top-right
+    assert got[0, :6, -6:].mean() > 200 and got[0, :6, :6].mean() < 50
+
+
+def test_short_side_resize_in_decoder(gop_videos):
+    got, _ = read_frames(gop_videos[0], [0, 1], short_side=24)
+    assert got.shape == (2, 24, 32, 3)
+    got, _ = read_frames(gop_videos[0], [0], short_side=100)  # never upsample
+    assert got.shape == (1, 48, 64, 3)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_frames(tmp_path / "nope.mp4", [0])
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(VideoDecodeError):
+        read_frames(bad, [0])
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoDecodeError):
+        read_frames(empty, [0])

@@ -1,0 +1,104 @@
+"""TSN sampling and clip transforms (no video files)."""
+
+import random
+
+import pytest
+import torch
+
+from tc_clip.data.transforms import (
+    MEAN,
+    MultiScaleCrop,
+    Normalize255,
+    eval_indices,
+    eval_transform,
+    train_indices,
+    train_transform,
+)
+
+
+def test_train_indices_one_per_segment():
+    rng = random.Random(0)
+    for n in (16, 17, 100, 301):
+        seg = n // 16
+        for _ in range(20):
+            idx = train_indices(n, 16, rng)
+            assert len(idx) == 16
+            assert all(i * seg <= f < (i + 1) * seg for i, f in enumerate(idx))
+
+
+def test_train_indices_short_video_even_positions():
+    assert train_indices(5, 8, random.Random(0)) == [0, 1, 1, 2, 2, 3, 3, 4]
+    assert train_indices(1, 4) == [0, 0, 0, 0]
+    with pytest.raises(ValueError):
+        train_indices(0, 4)
+
+
+def test_eval_indices_centred_and_views():
+    n, t = 300, 16
+    seg = n / t
+    assert eval_indices(n, t) == [int(i * seg + seg / 2) for i in range(t)]
+    v0, v1 = eval_indices(n, t, 0, 2), eval_indices(n, t, 1, 2)
+    assert v0 == [int(i * seg + seg / 4) for i in range(t)]
+    assert v1 == [int(i * seg + 3 * seg / 4) for i in range(t)]
+    assert v0 == eval_indices(n, t, 0, 2)  # deterministic
+    assert all(a < b for a, b in zip(v0, v1))
+    assert eval_indices(5, 8) == [int(i * 5 / 8 + 5 / 16) for i in range(8)]
+    for views in (1, 2, 4):
+        for v in range(views):
+            assert max(eval_indices(7, 16, v, views)) <= 6
+
+
+def test_multiscale_crop_sizes_and_positions():
+    crop = MultiScaleCrop()
+    base = 256
+    sizes = [int(base * s) for s in (1, 0.875, 0.75, 0.66)]
+    torch.manual_seed(0)
+    for _ in range(200):
+        top, left, h, w = crop.params(256, 340)
+        assert h in sizes and w in sizes
+        assert abs(sizes.index(h) - sizes.index(w)) <= 1
+        dy, dx = (256 - h) // 4, (340 - w) // 4
+        assert (top, left) in {(0, 0), (0, 4 * dx), (4 * dy, 0), (4 * dy, 4 * dx), (2 * dy, 2 * dx)}
+
+
+def test_train_transform_same_for_every_frame():
+    frame = torch.randint(0, 256, (3, 72, 96), dtype=torch.uint8)
+    clip = frame.expand(8, 3, 72, 96).clone()
+    tf = train_transform(64)
+    for seed in range(30):
+        torch.manual_seed(seed)
+        out = tf(clip)
+        assert out.shape == (8, 3, 64, 64) and out.dtype == torch.float32
+        assert torch.equal(out, out[:1].expand_as(out)), f"frames differ with seed {seed}"
+
+
+def test_train_transform_draws_vary_between_clips():
+    clip = torch.randint(0, 256, (4, 3, 72, 96), dtype=torch.uint8)
+    tf = train_transform(64)
+    outs = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        outs.append(tf(clip))
+    assert any(not torch.equal(outs[0], o) for o in outs[1:])
+
+
+def test_normalisation_on_0_255():
+    x = torch.tensor(MEAN).view(1, 3, 1, 1).expand(2, 3, 4, 4)
+    assert torch.allclose(Normalize255()(x), torch.zeros(2, 3, 4, 4))
+    white = Normalize255()(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8))
+    assert torch.allclose(white.flatten(), torch.tensor([(255 - 123.675) / 58.395, (255 - 116.28) / 57.12,
+                                                         (255 - 103.53) / 57.375]))
+
+
+def test_eval_transform_one_and_three_crops():
+    clip = torch.randint(0, 256, (4, 3, 120, 200), dtype=torch.uint8)
+    one = eval_transform(clip, 64, 1)
+    three = eval_transform(clip, 64, 3)
+    assert one.shape == (1, 4, 3, 64, 64)
+    assert three.shape == (3, 4, 3, 64, 64)
+    assert not torch.equal(three[0], three[2])
+    # centre crop of the 3-crop equals the middle of the short-side-64 resize
+    tall = eval_transform(clip.transpose(-1, -2), 64, 3)
+    assert tall.shape == (3, 4, 3, 64, 64)
+    with pytest.raises(ValueError):
+        eval_transform(clip, 64, 2)
