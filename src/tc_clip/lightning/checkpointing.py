@@ -29,4 +29,7 @@ class LastCheckpoint(ModelCheckpoint):
             every_n_epochs=every_n_epochs,
             every_n_train_steps=every_n_train_steps,
             enable_version_counter=False,
+            # at the end of every training epoch (after that epoch's validation), also when
+            # validation runs only every n epochs
+            save_on_train_epoch_end=True,
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views
@@ -195,6 +196,17 @@ class TCCLIPModule(L.LightningModule):
             self.log("train/skipped", skipped, on_step=False, on_epoch=True, reduce_fx="sum",
                      sync_dist=True, batch_size=bs)
         return loss
+
+    def on_fit_start(self) -> None:
+        dm = self._datamodule()
+        per_device = getattr(dm, "batch_size", None)
+        if per_device:
+            tr = self.trainer
+            total = per_device * tr.world_size * tr.accumulate_grad_batches
+            rank_zero_info(
+                f"global batch = {per_device} per device x {tr.world_size} devices x "
+                f"{tr.accumulate_grad_batches} accumulation = {total}"
+            )
 
     def on_train_epoch_start(self) -> None:
         if self._train_class_names:
