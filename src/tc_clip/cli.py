@@ -53,11 +53,10 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.filename": "best-{epoch:03d}",
 }
 
-_EPILOG = """\
-other command:
-  check-data          verify a dataset's list files, label files and videos:
-                      tc-clip check-data --config CONFIG [--data.root DIR] (see tc-clip check-data --help)
-"""
+_EPILOG = (
+    "Also: 'tc-clip check-data --config CONFIG' verifies a dataset's list files, label files and videos "
+    "(tc-clip check-data --help)."
+)
 
 
 def _import_data_modules() -> None:
@@ -133,7 +132,8 @@ class TCCLIPCLI(LightningCLI):
         logger = cfg.get("logger")
         if logger is None or logger is True:
             tb = TensorBoardLogger(save_dir=root, name="", default_hp_metric=False)
-            kwargs["logger"] = [tb, CSVLogger(save_dir=root, name="", version=tb.version)]
+            # CSV first: it creates the shared version folder before TensorBoard writes into it
+            kwargs["logger"] = [CSVLogger(save_dir=root, name="", version=tb.version), tb]
             logger = kwargs["logger"]
         has_logger = bool(logger) and logger is not False
         callbacks = list(cfg.get("callbacks") or [])
@@ -158,10 +158,14 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True, **kwargs: Any
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
     kwargs.setdefault("seed_everything_default", 42)
     kwargs.setdefault("trainer_defaults", {"default_root_dir": DEFAULT_ROOT_DIR})
-    kwargs.setdefault(
-        "parser_kwargs",
-        {"description": "TC-CLIP for video action recognition (Lightning CLI).", "epilog": _EPILOG},
-    )
+    # allow_abbrev=False: "--trainer.max_epoch" must be an error, not an abbreviation of max_epochs
+    parser_kwargs = {
+        "description": "TC-CLIP for video action recognition (Lightning CLI).",
+        "epilog": _EPILOG,
+        "allow_abbrev": False,
+    }
+    parser_kwargs.update({cmd: {"allow_abbrev": False} for cmd in ("fit", "validate", "test", "predict")})
+    kwargs.setdefault("parser_kwargs", parser_kwargs)
     return TCCLIPCLI(
         TCCLIPModule,
         L.LightningDataModule,

@@ -71,7 +71,8 @@ class EvalSetAccuracy(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         nan = torch.tensor(float("nan"), device=self.device)
-        if not self.index:
+        # list states before synchronisation, one concatenated tensor after it (DDP)
+        if isinstance(self.index, list) and len(self.index) == 0:
             out = {f"top{k}": nan for k in self.top_k}
             zero = torch.tensor(0, device=self.device)
             return {**out, "count": zero, "labelled": zero, "skipped": zero}

@@ -1,0 +1,182 @@
+"""The ``tc-clip`` command end to end on the synthetic dataset: the demo config (fast settings), resume
+with ``--ckpt_path last``, predict, argument errors, ``check-data``, and DDP (2 CPU processes, gloo)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from tc_clip.cli import main
+from tc_clip.data import synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = str(REPO / "configs" / "demo.yaml")
+GEN = dict(num_classes=3, videos_per_class=4, val_per_class=3)  # 12 train, 9 val videos (odd on purpose)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synthetic_cache")
+
+
+def demo_args(cache: Path, root: Path, epochs: int = 1) -> list[str]:
+    return [
+        "--config", DEMO,
+        "--data.cache_dir", str(cache),
+        "--data.num_classes", str(GEN["num_classes"]),
+        "--data.videos_per_class", str(GEN["videos_per_class"]),
+        "--data.val_per_class", str(GEN["val_per_class"]),
+        "--data.batch_size", "4",
+        "--data.num_workers", "0",
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(root),
+    ]
+
+
+def read_metrics(version_dir: Path) -> dict[str, float]:
+    """Last non-empty value of every column of a CSVLogger metrics.csv."""
+    out: dict[str, float] = {}
+    with open(version_dir / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            for k, v in row.items():
+                if v not in ("", None):
+                    out[k] = float(v)
+    return out
+
+
+def test_demo_fit_validate_resume(cache, tmp_path):
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root, epochs=2)]) == 0
+    v0 = root / "version_0"
+    files = ("config.yaml", "metrics.csv", "hparams.yaml", "checkpoints/last.ckpt", "checkpoints/config.yaml")
+    for rel in files:
+        assert (v0 / rel).is_file(), rel
+    assert list(v0.glob("checkpoints/best-*.ckpt")) and list(v0.glob("events.out.tfevents.*"))
+    metrics = read_metrics(v0)
+    assert {"val/top1", "val/val/top1", "val/val/top5", "train/loss_epoch"} <= set(metrics)
+    assert metrics["val/val/videos"] == 9
+    assert any(k.startswith("lr") for k in metrics)  # LearningRateMonitor
+    steps_per_epoch = 3  # 12 videos, batch 4
+    last = torch.load(v0 / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    assert last["epoch"] == 1 and last["global_step"] == 2 * steps_per_epoch
+
+    # resume: epoch, optimiser and scheduler continue where last.ckpt stopped
+    assert main(["fit", *demo_args(cache, root, epochs=3), "--ckpt_path", "last"]) == 0
+    resumed = torch.load(root / "version_1/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    assert resumed["epoch"] == 2 and resumed["global_step"] == 3 * steps_per_epoch
+    adam_steps = {float(s["step"]) for s in resumed["optimizer_states"][0]["state"].values()}
+    assert adam_steps == {3.0 * steps_per_epoch}
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 3 * steps_per_epoch
+
+    # validate the newest last.ckpt
+    assert main(["validate", *demo_args(cache, root), "--ckpt_path", "last"]) == 0
+    assert read_metrics(root / "version_2")["val/val/videos"] == 9
+
+
+def test_predict_writes_csv(cache, tmp_path):
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root), "--trainer.limit_train_batches", "1"]) == 0
+    ckpt = root / "version_0/checkpoints/last.ckpt"
+    data_root = next(p for p in cache.iterdir() if (p / "labels.csv").is_file())
+    out = tmp_path / "preds.json"
+    args = [
+        "predict", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path / "pred"),
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--model.model_name", "tiny",
+        "--data", "tc_clip.data.VideoDataModule",
+        "--data.predict_list", str(data_root / "videos"),
+        "--data.labels", str(data_root / "labels.csv"),
+        "--data.num_frames", "8", "--data.input_size", "64", "--data.num_workers", "0",
+        "--data.batch_size", "8", "--model.predict_top_k", "2",
+    ]
+    assert main(args) == 0
+    written = list((tmp_path / "pred").rglob("predictions.csv"))
+    assert len(written) == 1
+    rows = list(csv.DictReader(open(written[0])))
+    assert len(rows) == 3 * (4 + 3)
+    assert set(rows[0]) >= {"path", "pred_1", "score_1", "pred_2", "score_2"}
+    assert rows[0]["pred_1"] in synthetic.class_names(3)
+    assert float(rows[0]["score_1"]) >= float(rows[0]["score_2"])
+    # JSON through an explicitly configured writer
+    assert main(args + ["--trainer.callbacks+=tc_clip.callbacks.PredictionWriter",
+                        "--trainer.callbacks.output_path", str(out)]) == 0
+    import json
+
+    assert len(json.loads(out.read_text())) == 21
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--model.config.use_tcc", "true"], "use_tcc"),
+        (["--trainer.max_epoch", "3"], "max_epoch"),
+        (["--model.lr", "fast"], "lr"),
+        (["--data.num_clases", "3"], "num_clases"),
+    ],
+)
+def test_mistyped_keys_fail_by_name_before_building(extra, needle, capsys, tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "--config", DEMO, "--trainer.default_root_dir", str(tmp_path), *extra])
+    assert err.value.code != 0
+    assert needle in capsys.readouterr().err
+    assert time.perf_counter() - start < 20
+    assert not (tmp_path / "version_0").exists()
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "--config", DEMO, "--data.num_classes", "7", "--print_config"])
+    assert err.value.code in (0, None)
+    text = capsys.readouterr().out
+    assert "SyntheticVideoDataModule" in text and "num_context_tokens: 16" in text
+    assert "num_classes: 7" in text
+    assert "monitor: val/top1" in text
+
+
+def test_check_data_is_forwarded(monkeypatch):
+    seen = {}
+    fake = types.ModuleType("tc_clip.data.check")
+    fake.main = lambda argv: seen.setdefault("argv", argv) and 3
+    monkeypatch.setitem(sys.modules, "tc_clip.data.check", fake)
+    assert main(["check-data", "--config", "x.yaml"]) == 3
+    assert seen["argv"] == ["--config", "x.yaml"]
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tc_clip.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+def test_ddp_two_cpu_processes_match_one(cache, tmp_path):
+    """fit + validate with strategy=ddp on 2 CPU processes (gloo); the validation metrics equal a
+    1-process validation of the same checkpoint, although the 9 videos are padded to 10 by the
+    distributed sampler."""
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    fit_root = tmp_path / "fit"
+    _run(["fit", *demo_args(cache, fit_root), *ddp], tmp_path)
+    fit_dir = fit_root / "version_0"
+    ckpt = fit_dir / "checkpoints/last.ckpt"
+    fit_metrics = read_metrics(fit_dir)
+    assert fit_metrics["val/val/videos"] == 9
+
+    one_root, two_root = tmp_path / "val1", tmp_path / "val2"
+    one_proc = ["--trainer.devices", "1"]
+    _run(["validate", *demo_args(cache, one_root), "--ckpt_path", str(ckpt), *one_proc], tmp_path)
+    _run(["validate", *demo_args(cache, two_root), "--ckpt_path", str(ckpt), *ddp], tmp_path)
+    one, two = read_metrics(one_root / "version_0"), read_metrics(two_root / "version_0")
+    for key in ("val/val/top1", "val/val/top5", "val/val/videos", "val/top1"):
+        assert two[key] == pytest.approx(one[key], abs=1e-6), key
+        assert fit_metrics[key] == pytest.approx(one[key], abs=1e-6), key
