@@ -12,8 +12,9 @@ from tc_clip.data import synthetic
 
 def make_synthetic(root: Path) -> synthetic.SyntheticPaths:
     """3 classes x (3 train + 1 val) videos of 20 frames at 64x48, all three codecs."""
-    return synthetic.generate(root, num_classes=3, videos_per_class=3, val_per_class=1, num_frames=20,
-                              width=64, height=48)
+    return synthetic.generate(
+        root, num_classes=3, videos_per_class=3, val_per_class=1, num_frames=20, width=64, height=48
+    )
 
 
 def noise_frames(n: int, w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:

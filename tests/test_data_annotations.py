@@ -47,8 +47,9 @@ def test_list_file_and_labels(lists):
     samples = ann.read_list_file(d / "train.txt", num_classes=4)
     assert len(samples) == 20 and samples[0].path == str(d / "v/c0_0.mp4") and samples[0].label == 0
     assert samples[6].where == f"{d / 'train.txt'}:7"
-    dm = VideoDataModule(train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels,
-                         root=str(d / "other"))
+    dm = VideoDataModule(
+        train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels, root=str(d / "other")
+    )
     assert dm.train_class_names == names  # raw names, not parsed
     assert dm.eval_sets("validate") == [EvalSetInfo("val", names)]
     assert dm.eval_sets("test") == [EvalSetInfo("val", names)]
@@ -57,8 +58,11 @@ def test_list_file_and_labels(lists):
 
 @pytest.mark.parametrize(
     "line, message",
-    [("v/a.mp4 7", "label 7 out of range 0..3"), ("justonefield", "expected 'relative/path label'"),
-     ("v/a.mp4 x", "label 'x' is not an integer")],
+    [
+        ("v/a.mp4 7", "label 7 out of range 0..3"),
+        ("justonefield", "expected 'relative/path label'"),
+        ("v/a.mp4 x", "label 'x' is not an integer"),
+    ],
 )
 def test_list_file_errors_name_file_and_line(lists, line, message):
     d, labels, _ = lists
@@ -82,8 +86,13 @@ def test_labels_csv_errors(tmp_path):
 def test_llm_names(lists):
     d, labels, names = lists
     (d / "llm.json").write_text(json.dumps({str(i): f"a video of {n}" for i, n in enumerate(names)}))
-    dm = VideoDataModule(train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels,
-                         llm_names=str(d / "llm.json"), eval_llm_names=str(d / "llm.json"))
+    dm = VideoDataModule(
+        train_list=str(d / "train.txt"),
+        val_list=str(d / "val.txt"),
+        labels=labels,
+        llm_names=str(d / "llm.json"),
+        eval_llm_names=str(d / "llm.json"),
+    )
     assert dm.train_class_names[1] == "a video of brush_hair"
     assert dm.eval_sets("validate")[0].class_names[3] == "a video of Surfing"
 
@@ -103,8 +112,14 @@ def test_class_folders(tmp_path):
 
 def test_few_shot_sampling_is_seeded_and_written(lists, tmp_path):
     d, labels, _ = lists
-    kw = dict(train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels,
-              protocol="few_shot", shot=2, split_dir=str(tmp_path / "splits"))
+    kw = dict(
+        train_list=str(d / "train.txt"),
+        val_list=str(d / "val.txt"),
+        labels=labels,
+        protocol="few_shot",
+        shot=2,
+        split_dir=str(tmp_path / "splits"),
+    )
     a, b, c = (VideoDataModule(**kw, seed=s) for s in (1, 1, 2))
     sa = a.splits("fit")[0].samples
     assert sorted(s.label for s in sa) == [0, 0, 1, 1, 2, 2, 3, 3]
@@ -122,19 +137,33 @@ def test_few_shot_sampling_is_seeded_and_written(lists, tmp_path):
 
 def test_base_to_novel(lists, tmp_path):
     d, labels, names = lists
-    dm = VideoDataModule(train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels,
-                         protocol="base_to_novel", shot=3, seed=1, split_dir=str(tmp_path))
+    dm = VideoDataModule(
+        train_list=str(d / "train.txt"),
+        val_list=str(d / "val.txt"),
+        labels=labels,
+        protocol="base_to_novel",
+        shot=3,
+        seed=1,
+        split_dir=str(tmp_path),
+    )
     assert dm.train_class_names == names[:2]
     train = dm.splits("fit")[0].samples
     assert sorted(s.label for s in train) == [0, 0, 0, 1, 1, 1]
     sets = dm.eval_sets("validate")
     assert [(s.name, s.role, s.class_names) for s in sets] == [
-        ("val_base", "base", names[:2]), ("val_novel", "novel", names[2:])]
+        ("val_base", "base", names[:2]),
+        ("val_novel", "novel", names[2:]),
+    ]
     novel = dm.splits("validate")[1].samples
     assert [(Path(s.path).name, s.label) for s in novel] == [("val_c2.mp4", 0), ("val_c3.mp4", 1)]
-    custom = VideoDataModule(train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels,
-                             protocol="base_to_novel", base_classes=["Surfing", "brush_hair"],
-                             split_dir=str(tmp_path))
+    custom = VideoDataModule(
+        train_list=str(d / "train.txt"),
+        val_list=str(d / "val.txt"),
+        labels=labels,
+        protocol="base_to_novel",
+        base_classes=["Surfing", "brush_hair"],
+        split_dir=str(tmp_path),
+    )
     assert custom.train_class_names == ["Surfing", "brush_hair"]
     assert custom.eval_sets("test")[1].class_names == ["ApplyEyeMakeup", "Juggling"]
 
@@ -142,8 +171,12 @@ def test_base_to_novel(lists, tmp_path):
 def test_class_subset_and_missing_name(lists, tmp_path):
     d, labels, _ = lists
     (tmp_path / "temporal.txt").write_text("Juggling\nbrush_hair\n")
-    dm = VideoDataModule(train_list=str(d / "train.txt"), val_list=str(d / "val.txt"), labels=labels,
-                         class_subset=str(tmp_path / "temporal.txt"))
+    dm = VideoDataModule(
+        train_list=str(d / "train.txt"),
+        val_list=str(d / "val.txt"),
+        labels=labels,
+        class_subset=str(tmp_path / "temporal.txt"),
+    )
     assert dm.train_class_names == ["Juggling", "brush_hair"]
     assert sorted({s.label for s in dm.splits("validate")[0].samples}) == [0, 1]
     with pytest.raises(ValueError, match="Dancing"):
@@ -153,9 +186,14 @@ def test_class_subset_and_missing_name(lists, tmp_path):
 def test_zero_shot_multi_split_lists(lists, tmp_path):
     d, labels, names = lists
     other = write_labels(tmp_path / "other.csv", ["x", "y", "z", "w"])
-    dm = VideoDataModule(train_list=str(d / "train.txt"), labels=labels, protocol="zero_shot",
-                         test_list=[str(d / "val.txt"), str(d / "val.txt")], test_labels=[labels, other],
-                         eval_group="demo")
+    dm = VideoDataModule(
+        train_list=str(d / "train.txt"),
+        labels=labels,
+        protocol="zero_shot",
+        test_list=[str(d / "val.txt"), str(d / "val.txt")],
+        test_labels=[labels, other],
+        eval_group="demo",
+    )
     sets = dm.eval_sets("test")
     assert [s.name for s in sets] == ["val_0", "val_1"]
     assert sets[1].class_names == ["x", "y", "z", "w"] and {s.group for s in sets} == {"demo"}
@@ -167,7 +205,8 @@ def _ucf(root: Path):
     (a / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
     for k in (1, 2, 3):
         (a / f"trainlist0{k}.txt").write_text(
-            f"ApplyEyeMakeup/v_ApplyEyeMakeup_g0{k}_c01.avi 1\nArchery/v_Archery_g0{k}_c01.avi 2\n")
+            f"ApplyEyeMakeup/v_ApplyEyeMakeup_g0{k}_c01.avi 1\nArchery/v_Archery_g0{k}_c01.avi 2\n"
+        )
         (a / f"testlist0{k}.txt").write_text(f"Archery/v_Archery_g1{k}_c01.avi\n")
     return a
 
@@ -179,7 +218,8 @@ def test_ucf101_annotations(tmp_path):
     train = dm.splits("fit")[0].samples
     assert [(s.path, s.label) for s in train] == [
         (str(tmp_path / "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi"), 0),
-        (str(tmp_path / "Archery/v_Archery_g02_c01.avi"), 1)]
+        (str(tmp_path / "Archery/v_Archery_g02_c01.avi"), 1),
+    ]
     assert [s.label for s in dm.splits("validate")[0].samples] == [1]
     zs = UCF101DataModule(root=str(tmp_path), protocol="zero_shot")
     sets = zs.eval_sets("test")
@@ -199,13 +239,16 @@ def test_hmdb51_annotations(tmp_path):
     for c in ("brush_hair", "cartwheel"):
         touch(tmp_path / "videos" / c / f"{c}_a.avi")
         for k in (1, 2, 3):
-            (splits / f"{c}_test_split{k}.txt").write_text(f"{c}_a.avi {1 if k == 1 else 2}\n{c}_b.avi 2\n{c}_c.avi 0\n")
+            (splits / f"{c}_test_split{k}.txt").write_text(
+                f"{c}_a.avi {1 if k == 1 else 2}\n{c}_b.avi 2\n{c}_c.avi 0\n"
+            )
     dm = HMDB51DataModule(root=str(tmp_path))
     assert dm.train_class_names == ["brush_hair", "cartwheel"]
     train = dm.splits("fit")[0].samples
     assert [(s.path, s.label) for s in train] == [
         (str(tmp_path / "videos/brush_hair/brush_hair_a.avi"), 0),
-        (str(tmp_path / "videos/cartwheel/cartwheel_a.avi"), 1)]
+        (str(tmp_path / "videos/cartwheel/cartwheel_a.avi"), 1),
+    ]
     assert len(dm.splits("validate")[0].samples) == 2
     zs = HMDB51DataModule(root=str(tmp_path), protocol="zero_shot")
     assert [len(s.samples) for s in zs.splits("test")] == [2, 4, 4]
@@ -218,14 +261,26 @@ def test_hmdb51_annotations(tmp_path):
 def test_ssv2_annotations(tmp_path):
     labels = {"Holding something": "0", "Putting something on a surface": "1"}
     (tmp_path / "labels.json").write_text(json.dumps(labels))
-    (tmp_path / "train.json").write_text(json.dumps([
-        {"id": "11", "template": "Putting [something] on a surface", "label": "putting a cup on a surface"},
-        {"id": "12", "template": "Holding [something]", "label": "holding a pen"}]))
+    (tmp_path / "train.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "11",
+                    "template": "Putting [something] on a surface",
+                    "label": "putting a cup on a surface",
+                },
+                {"id": "12", "template": "Holding [something]", "label": "holding a pen"},
+            ]
+        )
+    )
     (tmp_path / "validation.json").write_text(json.dumps([{"id": "13", "template": "Holding [Something]"}]))
     dm = SSv2DataModule(root=str(tmp_path))
     assert dm.flip is False
     assert dm.train_class_names == ["Holding something", "Putting something on a surface"]
-    assert [(Path(s.path).name, s.label) for s in dm.splits("fit")[0].samples] == [("11.webm", 1), ("12.webm", 0)]
+    assert [(Path(s.path).name, s.label) for s in dm.splits("fit")[0].samples] == [
+        ("11.webm", 1),
+        ("12.webm", 0),
+    ]
     (tmp_path / "validation.json").write_text(json.dumps([{"id": "13", "template": "Dropping [something]"}]))
     with pytest.raises(ValueError, match=r"validation.json: entry 0: class 'Dropping something'"):
         SSv2DataModule(root=str(tmp_path)).setup("validate")
@@ -235,7 +290,9 @@ def test_kinetics_csv(tmp_path):
     a = tmp_path / "annotations"
     a.mkdir()
     header = "label,youtube_id,time_start,time_end,split\n"
-    (a / "train.csv").write_text(header + "abseiling,aaa,10,20,train\nzumba,bbb,0,10,train\nzumba,ccc,5,15,train\n")
+    (a / "train.csv").write_text(
+        header + "abseiling,aaa,10,20,train\nzumba,bbb,0,10,train\nzumba,ccc,5,15,train\n"
+    )
     (a / "validate.csv").write_text(header + "zumba,ddd,1,11,val\n")
     touch(tmp_path / "train" / "abseiling" / "aaa_000010_000020.mp4")
     touch(tmp_path / "train" / "bbb_000000_000010.mp4")
@@ -244,10 +301,17 @@ def test_kinetics_csv(tmp_path):
         dm = Kinetics400DataModule(root=str(tmp_path))
         train = dm.splits("fit")[0].samples
     assert dm.train_class_names == ["abseiling", "zumba"]
-    assert [(Path(s.path).name, s.label) for s in train] == [("aaa_000010_000020.mp4", 0), ("bbb_000000_000010.mp4", 1)]
+    assert [(Path(s.path).name, s.label) for s in train] == [
+        ("aaa_000010_000020.mp4", 0),
+        ("bbb_000000_000010.mp4", 1),
+    ]
     assert [(Path(s.path).name, s.label) for s in dm.splits("validate")[0].samples] == [("ddd.mp4", 1)]
-    k600 = Kinetics600DataModule(root=str(tmp_path), protocol="zero_shot",
-                                 test_list=[str(tmp_path / "l1.txt")], test_labels=[str(tmp_path / "n.csv")])
+    k600 = Kinetics600DataModule(
+        root=str(tmp_path),
+        protocol="zero_shot",
+        test_list=[str(tmp_path / "l1.txt")],
+        test_labels=[str(tmp_path / "n.csv")],
+    )
     (tmp_path / "l1.txt").write_text("val/ddd.mp4 0\n")
     write_labels(tmp_path / "n.csv", ["new class"])
     with pytest.warns(UserWarning):

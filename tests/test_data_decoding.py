@@ -6,8 +6,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from data_helpers import make_synthetic, noise_frames, set_mp4_rotation
 
+from data_helpers import make_synthetic, noise_frames, set_mp4_rotation
 from tc_clip.data import synthetic
 from tc_clip.data.decoding import VideoDecodeError, probe, read_all_frames, read_frames
 
@@ -33,7 +33,9 @@ def gop_videos(tmp_path_factory):
 def test_generate_writes_three_codecs_lists_and_labels(synth):
     root = Path(synth.root)
     codecs = {}
-    for line in Path(synth.train_list).read_text().splitlines() + Path(synth.val_list).read_text().splitlines():
+    for line in (
+        Path(synth.train_list).read_text().splitlines() + Path(synth.val_list).read_text().splitlines()
+    ):
         rel, label = line.rsplit(" ", 1)
         assert (root / rel).exists() and 0 <= int(label) < 3
         with av.open(str(root / rel)) as c:
@@ -68,7 +70,10 @@ def _check_equal(path, index_sets):
 
 def test_sparse_decode_equals_full_decode(synth, gop_videos):
     rng = np.random.default_rng(0)
-    paths = [Path(synth.root) / line.rsplit(" ", 1)[0] for line in Path(synth.train_list).read_text().splitlines()[:3]]
+    paths = [
+        Path(synth.root) / line.rsplit(" ", 1)[0]
+        for line in Path(synth.train_list).read_text().splitlines()[:3]
+    ]
     for p in paths + gop_videos:
         n = probe(p).num_frames
         sets = [[0], [n - 1], list(range(n)), [n - 1, 0, 5, 5, 3]]

@@ -41,7 +41,7 @@ def test_eval_indices_centred_and_views():
     assert v0 == [int(i * seg + seg / 4) for i in range(t)]
     assert v1 == [int(i * seg + 3 * seg / 4) for i in range(t)]
     assert v0 == eval_indices(n, t, 0, 2)  # deterministic
-    assert all(a < b for a, b in zip(v0, v1))
+    assert all(a < b for a, b in zip(v0, v1, strict=False))
     assert eval_indices(5, 8) == [int(i * 5 / 8 + 5 / 16) for i in range(8)]
     for views in (1, 2, 4):
         for v in range(views):
@@ -86,8 +86,10 @@ def test_normalisation_on_0_255():
     x = torch.tensor(MEAN).view(1, 3, 1, 1).expand(2, 3, 4, 4)
     assert torch.allclose(Normalize255()(x), torch.zeros(2, 3, 4, 4))
     white = Normalize255()(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8))
-    assert torch.allclose(white.flatten(), torch.tensor([(255 - 123.675) / 58.395, (255 - 116.28) / 57.12,
-                                                         (255 - 103.53) / 57.375]))
+    assert torch.allclose(
+        white.flatten(),
+        torch.tensor([(255 - 123.675) / 58.395, (255 - 116.28) / 57.12, (255 - 103.53) / 57.375]),
+    )
 
 
 def test_eval_transform_one_and_three_crops():
@@ -102,3 +104,22 @@ def test_eval_transform_one_and_three_crops():
     assert tall.shape == (3, 4, 3, 64, 64)
     with pytest.raises(ValueError):
         eval_transform(clip, 64, 2)
+
+
+def test_clip_colour_jitter_matches_torchvision_ops():
+    from torchvision.transforms import v2
+
+    from tc_clip.data.transforms import ClipColorJitter, adjust_hue
+
+    x = torch.randint(0, 256, (2, 3, 16, 16)).float()
+    for shift in (-0.1, 0.03, 0.5):
+        ref = v2.functional.adjust_hue(x / 255, shift) * 255
+        assert torch.allclose(adjust_hue(x, shift), ref, atol=1e-2)
+    jitter = ClipColorJitter(0.4, 0, 0, 0)
+    torch.manual_seed(0)
+    out = jitter(x.byte())
+    ratio = out[x > 10] / x[x > 10]
+    clipped = out[x > 10] == 255
+    assert out.dtype == torch.float32 and torch.allclose(
+        ratio[~clipped], ratio[~clipped][0].expand_as(ratio[~clipped])
+    )

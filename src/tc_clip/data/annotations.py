@@ -157,7 +157,9 @@ def read_list_file(
     return samples
 
 
-def write_list_file(samples: Iterable[Sample], path: str | os.PathLike, root: str | os.PathLike | None) -> None:
+def write_list_file(
+    samples: Iterable[Sample], path: str | os.PathLike, root: str | os.PathLike | None
+) -> None:
     """Write ``relative/path label`` lines (paths relative to ``root`` where possible)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -303,7 +305,7 @@ def read_hmdb51(
     class_names = [pattern.match(f).group(1) for f in files]  # type: ignore[union-attr]
     want = "1" if train else "2"
     samples = []
-    for label, (cls, f) in enumerate(zip(class_names, files)):
+    for label, (cls, f) in enumerate(zip(class_names, files, strict=False)):
         with open(ann / f, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
                 parts = line.split()
@@ -313,7 +315,9 @@ def read_hmdb51(
                     _fail(errors, f"{ann / f}:{lineno}: expected 'video.avi 0|1|2', got {line.strip()!r}")
                     continue
                 if parts[1] == want:
-                    samples.append(Sample(os.path.join(str(videos), cls, parts[0]), label, f"{ann / f}:{lineno}"))
+                    samples.append(
+                        Sample(os.path.join(str(videos), cls, parts[0]), label, f"{ann / f}:{lineno}")
+                    )
     return samples, class_names
 
 

@@ -79,7 +79,9 @@ class _Probe(Dataset):
             return path, "unreadable", str(e)
 
 
-def check_data(datamodule, stages: Sequence[str] = ("fit", "validate", "test"), num_workers: int | None = None):
+def check_data(
+    datamodule, stages: Sequence[str] = ("fit", "validate", "test"), num_workers: int | None = None
+):
     """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule`; returns a
     :class:`CheckReport` (``report.ok``, ``report.format()``)."""
     report = CheckReport()
@@ -103,8 +105,12 @@ def check_data(datamodule, stages: Sequence[str] = ("fit", "validate", "test"), 
                 order.append(s.path)
     num_frames = int(getattr(datamodule, "num_frames", 1))
     workers = datamodule.num_workers if num_workers is None else num_workers
-    loader = DataLoader(_Probe(order, num_frames), batch_size=None, num_workers=min(workers, len(order)),
-                        collate_fn=lambda x: x)
+    loader = DataLoader(
+        _Probe(order, num_frames),
+        batch_size=None,
+        num_workers=min(workers, len(order)),
+        collate_fn=lambda x: x,
+    )
     torch_threads = torch.get_num_threads()
     try:
         for path, status, info in loader:
@@ -165,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Report missing, unreadable and too-short videos and label problems of a dataset; "
         "exits with 1 when there are any.",
     )
-    parser.add_argument("--config", help="YAML with a `data:` section (class_path, init_args) as for `tc-clip fit`")
+    parser.add_argument(
+        "--config", help="YAML with a `data:` section (class_path, init_args) as for `tc-clip fit`"
+    )
     parser.add_argument("--class-path", help="DataModule class (default VideoDataModule)")
     parser.add_argument("--init-args", help="init arguments as YAML/JSON text or a file")
     parser.add_argument("--train-list")

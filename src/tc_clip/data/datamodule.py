@@ -246,7 +246,7 @@ class VideoDataModule(L.LightningDataModule):
                 raise ValueError(f"{len(lists)} {stage} lists but {len(label_files)} label files")
             splits = []
             stems = [Path(p).stem for p in lists]
-            for i, (spec, lab) in enumerate(zip(lists, label_files)):
+            for i, (spec, lab) in enumerate(zip(lists, label_files, strict=False)):
                 name = stems[i] if stems.count(stems[i]) == 1 else f"{stems[i]}_{i}"
                 split = self._from_list(spec, lab, errors, name=name)
                 split.group = self.eval_group
@@ -257,7 +257,7 @@ class VideoDataModule(L.LightningDataModule):
                 llm = llm * len(splits)
             if len(llm) != len(splits):
                 raise ValueError(f"{len(splits)} {stage} sets but {len(llm)} eval_llm_names files")
-            splits = [self._llm(s, p, errors) for s, p in zip(splits, llm)]
+            splits = [self._llm(s, p, errors) for s, p in zip(splits, llm, strict=False)]
         return splits
 
     def _predict_split(self, errors: list[str] | None) -> SplitData | None:
@@ -300,8 +300,13 @@ class VideoDataModule(L.LightningDataModule):
         out = self._resolve_split_dir() / f"{self.dataset_name}_{split.name}_{shot}shot_seed{self.seed}.txt"
         try:
             ann.write_list_file(samples, out, self.root)  # absolute paths without a root
-            log.info("few-shot list (%d videos, %d per class, seed %d) written to %s",
-                     len(samples), shot, self.seed, out)
+            log.info(
+                "few-shot list (%d videos, %d per class, seed %d) written to %s",
+                len(samples),
+                shot,
+                self.seed,
+                out,
+            )
         except (OSError, ValueError) as e:
             warnings.warn(f"could not write the few-shot list to {out}: {e}", stacklevel=2)
         return replace(split, samples=samples), str(out)
@@ -313,8 +318,10 @@ class VideoDataModule(L.LightningDataModule):
         if self.class_subset:
             if train is not None:
                 train = train.subset(self._class_ids(train, self.class_subset, "class_subset"))
-            evals = {k: [s.subset(self._class_ids(s, self.class_subset, "class_subset")) for s in v]
-                     for k, v in evals.items()}
+            evals = {
+                k: [s.subset(self._class_ids(s, self.class_subset, "class_subset")) for s in v]
+                for k, v in evals.items()
+            }
         if self.protocol == "zero_shot" and self.eval_group:
             for splits in evals.values():
                 for s in splits:
@@ -404,8 +411,9 @@ class VideoDataModule(L.LightningDataModule):
                 self._datasets[st] = self._eval_datasets(st)
 
     def _dataset(self, samples: list[Sample], train: bool, stage: str = "fit") -> VideoClipDataset:
-        views, crops = (self.val_views, self.val_crops) if stage == "validate" else (
-            self.test_views, self.test_crops)
+        views, crops = (
+            (self.val_views, self.val_crops) if stage == "validate" else (self.test_views, self.test_crops)
+        )
         return VideoClipDataset(
             samples,
             num_frames=self.num_frames,
@@ -558,14 +566,36 @@ class HMDB51DataModule(_SplitsDataModule):
         seed: int = 0,
     ):
         super().__init__(
-            train_list=train_list, val_list=val_list, test_list=test_list, predict_list=predict_list,
-            labels=labels, val_labels=val_labels, test_labels=test_labels, llm_names=llm_names,
-            eval_llm_names=eval_llm_names, root=root, protocol=protocol, shot=shot,
-            base_classes=base_classes, class_subset=class_subset, eval_group=eval_group,
-            split_dir=split_dir, num_frames=num_frames, input_size=input_size, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, val_views=val_views, val_crops=val_crops,
-            test_views=test_views, test_crops=test_crops, flip=flip, strict=strict, seed=seed,
+            train_list=train_list,
+            val_list=val_list,
+            test_list=test_list,
+            predict_list=predict_list,
+            labels=labels,
+            val_labels=val_labels,
+            test_labels=test_labels,
+            llm_names=llm_names,
+            eval_llm_names=eval_llm_names,
+            root=root,
+            protocol=protocol,
+            shot=shot,
+            base_classes=base_classes,
+            class_subset=class_subset,
+            eval_group=eval_group,
+            split_dir=split_dir,
+            num_frames=num_frames,
+            input_size=input_size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            val_views=val_views,
+            val_crops=val_crops,
+            test_views=test_views,
+            test_crops=test_crops,
+            flip=flip,
+            strict=strict,
+            seed=seed,
         )
         if split not in (1, 2, 3):
             raise ValueError(f"HMDB-51 has splits 1-3, got {split}")
@@ -575,8 +605,13 @@ class HMDB51DataModule(_SplitsDataModule):
 
     def _read(self, split, train, errors):
         root = Path(self.root or ".")
-        splits_dir = Path(self.splits_dir) if self.splits_dir else _first_existing(
-            root / "testTrainMulti_7030_splits", root / "splits", root / "annotations", root)
+        splits_dir = (
+            Path(self.splits_dir)
+            if self.splits_dir
+            else _first_existing(
+                root / "testTrainMulti_7030_splits", root / "splits", root / "annotations", root
+            )
+        )
         samples, names = ann.read_hmdb51(splits_dir, ".", split, train, errors)
         if self.videos_dir:
             videos = Path(self.videos_dir)
@@ -633,14 +668,36 @@ class UCF101DataModule(_SplitsDataModule):
         seed: int = 0,
     ):
         super().__init__(
-            train_list=train_list, val_list=val_list, test_list=test_list, predict_list=predict_list,
-            labels=labels, val_labels=val_labels, test_labels=test_labels, llm_names=llm_names,
-            eval_llm_names=eval_llm_names, root=root, protocol=protocol, shot=shot,
-            base_classes=base_classes, class_subset=class_subset, eval_group=eval_group,
-            split_dir=split_dir, num_frames=num_frames, input_size=input_size, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, val_views=val_views, val_crops=val_crops,
-            test_views=test_views, test_crops=test_crops, flip=flip, strict=strict, seed=seed,
+            train_list=train_list,
+            val_list=val_list,
+            test_list=test_list,
+            predict_list=predict_list,
+            labels=labels,
+            val_labels=val_labels,
+            test_labels=test_labels,
+            llm_names=llm_names,
+            eval_llm_names=eval_llm_names,
+            root=root,
+            protocol=protocol,
+            shot=shot,
+            base_classes=base_classes,
+            class_subset=class_subset,
+            eval_group=eval_group,
+            split_dir=split_dir,
+            num_frames=num_frames,
+            input_size=input_size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            val_views=val_views,
+            val_crops=val_crops,
+            test_views=test_views,
+            test_crops=test_crops,
+            flip=flip,
+            strict=strict,
+            seed=seed,
         )
         if split not in (1, 2, 3):
             raise ValueError(f"UCF-101 has splits 1-3, got {split}")
@@ -650,8 +707,11 @@ class UCF101DataModule(_SplitsDataModule):
 
     def _read(self, split, train, errors):
         root = Path(self.root or ".")
-        splits_dir = Path(self.splits_dir) if self.splits_dir else _first_existing(
-            root / "ucfTrainTestlist", root / "splits", root / "annotations", root)
+        splits_dir = (
+            Path(self.splits_dir)
+            if self.splits_dir
+            else _first_existing(root / "ucfTrainTestlist", root / "splits", root / "annotations", root)
+        )
         videos = Path(self.videos_dir) if self.videos_dir else _first_existing(root / "UCF-101", root)
         return ann.read_ucf101(splits_dir, videos, split, train, errors)
 
@@ -701,24 +761,52 @@ class SSv2DataModule(VideoDataModule):
         seed: int = 0,
     ):
         super().__init__(
-            train_list=train_list, val_list=val_list, test_list=test_list, predict_list=predict_list,
-            labels=labels, val_labels=val_labels, test_labels=test_labels, llm_names=llm_names,
-            eval_llm_names=eval_llm_names, root=root, protocol=protocol, shot=shot,
-            base_classes=base_classes, class_subset=class_subset, eval_group=eval_group,
-            split_dir=split_dir, num_frames=num_frames, input_size=input_size, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, val_views=val_views, val_crops=val_crops,
-            test_views=test_views, test_crops=test_crops, flip=flip, strict=strict, seed=seed,
+            train_list=train_list,
+            val_list=val_list,
+            test_list=test_list,
+            predict_list=predict_list,
+            labels=labels,
+            val_labels=val_labels,
+            test_labels=test_labels,
+            llm_names=llm_names,
+            eval_llm_names=eval_llm_names,
+            root=root,
+            protocol=protocol,
+            shot=shot,
+            base_classes=base_classes,
+            class_subset=class_subset,
+            eval_group=eval_group,
+            split_dir=split_dir,
+            num_frames=num_frames,
+            input_size=input_size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            val_views=val_views,
+            val_crops=val_crops,
+            test_views=test_views,
+            test_crops=test_crops,
+            flip=flip,
+            strict=strict,
+            seed=seed,
         )
         self.videos_dir = videos_dir
         self.annotations_dir = annotations_dir
 
     def _official(self, split_file: str, name: str, errors) -> SplitData:
         root = Path(self.root or ".")
-        ann_dir = Path(self.annotations_dir) if self.annotations_dir else _first_existing(
-            root / "labels", root / "annotations", root)
-        videos = Path(self.videos_dir) if self.videos_dir else _first_existing(
-            root / "20bn-something-something-v2", root / "videos", root)
+        ann_dir = (
+            Path(self.annotations_dir)
+            if self.annotations_dir
+            else _first_existing(root / "labels", root / "annotations", root)
+        )
+        videos = (
+            Path(self.videos_dir)
+            if self.videos_dir
+            else _first_existing(root / "20bn-something-something-v2", root / "videos", root)
+        )
         samples, names = ann.read_ssv2(ann_dir / "labels.json", ann_dir / split_file, videos, errors)
         return _relabel(SplitData(name, samples, names), self.labels, errors)
 
@@ -776,14 +864,36 @@ class Kinetics400DataModule(VideoDataModule):
         seed: int = 0,
     ):
         super().__init__(
-            train_list=train_list, val_list=val_list, test_list=test_list, predict_list=predict_list,
-            labels=labels, val_labels=val_labels, test_labels=test_labels, llm_names=llm_names,
-            eval_llm_names=eval_llm_names, root=root, protocol=protocol, shot=shot,
-            base_classes=base_classes, class_subset=class_subset, eval_group=eval_group,
-            split_dir=split_dir, num_frames=num_frames, input_size=input_size, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, val_views=val_views, val_crops=val_crops,
-            test_views=test_views, test_crops=test_crops, flip=flip, strict=strict, seed=seed,
+            train_list=train_list,
+            val_list=val_list,
+            test_list=test_list,
+            predict_list=predict_list,
+            labels=labels,
+            val_labels=val_labels,
+            test_labels=test_labels,
+            llm_names=llm_names,
+            eval_llm_names=eval_llm_names,
+            root=root,
+            protocol=protocol,
+            shot=shot,
+            base_classes=base_classes,
+            class_subset=class_subset,
+            eval_group=eval_group,
+            split_dir=split_dir,
+            num_frames=num_frames,
+            input_size=input_size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            val_views=val_views,
+            val_crops=val_crops,
+            test_views=test_views,
+            test_crops=test_crops,
+            flip=flip,
+            strict=strict,
+            seed=seed,
         )
         self.videos_dir = videos_dir
         self.annotations_dir = annotations_dir
@@ -791,8 +901,11 @@ class Kinetics400DataModule(VideoDataModule):
 
     def _official(self, names: tuple[str, ...], split_name: str, errors) -> SplitData:
         root = Path(self.root or ".")
-        ann_dir = Path(self.annotations_dir) if self.annotations_dir else _first_existing(
-            root / "annotations", root)
+        ann_dir = (
+            Path(self.annotations_dir)
+            if self.annotations_dir
+            else _first_existing(root / "annotations", root)
+        )
         csv_path = _first_existing(*(ann_dir / n for n in names))
         if self._video_index is None:
             self._video_index = ann.index_videos(self.videos_dir or root)
@@ -800,7 +913,9 @@ class Kinetics400DataModule(VideoDataModule):
         if class_names is None:  # class ids: the sorted names of the training CSV
             train_csv = _first_existing(ann_dir / "train.csv", csv_path)
             _, class_names, _ = ann.read_kinetics_csv(train_csv, {}, None, errors)
-        samples, class_names, missing = ann.read_kinetics_csv(csv_path, self._video_index, class_names, errors)
+        samples, class_names, missing = ann.read_kinetics_csv(
+            csv_path, self._video_index, class_names, errors
+        )
         if missing:
             warnings.warn(
                 f"{len(missing)} of {len(missing) + len(samples)} videos listed in {csv_path} were not "
@@ -873,17 +988,37 @@ class SyntheticVideoDataModule(VideoDataModule):
         seed: int = 0,
     ):
         super().__init__(
-            protocol=protocol, shot=shot, base_classes=base_classes, class_subset=class_subset,
-            split_dir=split_dir, num_frames=num_frames, input_size=input_size, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, pin_memory=pin_memory,
-            persistent_workers=persistent_workers, val_views=val_views, val_crops=val_crops,
-            test_views=test_views, test_crops=test_crops, flip=flip, strict=strict, seed=seed,
+            protocol=protocol,
+            shot=shot,
+            base_classes=base_classes,
+            class_subset=class_subset,
+            split_dir=split_dir,
+            num_frames=num_frames,
+            input_size=input_size,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            val_views=val_views,
+            val_crops=val_crops,
+            test_views=test_views,
+            test_crops=test_crops,
+            flip=flip,
+            strict=strict,
+            seed=seed,
         )
         self.cache_dir = cache_dir
         self.gen_kwargs = dict(
-            num_classes=num_classes, videos_per_class=videos_per_class, val_per_class=val_per_class,
-            num_frames=video_frames, width=video_width, height=video_height, fps=fps,
-            formats=tuple(formats or ("mp4", "avi", "webm")), seed=generation_seed,
+            num_classes=num_classes,
+            videos_per_class=videos_per_class,
+            val_per_class=val_per_class,
+            num_frames=video_frames,
+            width=video_width,
+            height=video_height,
+            fps=fps,
+            formats=tuple(formats or ("mp4", "avi", "webm")),
+            seed=generation_seed,
         )
         from tc_clip.data import synthetic
 

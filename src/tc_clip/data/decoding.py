@@ -15,7 +15,6 @@ only the wanted frames. Rotation metadata is applied, grayscale and odd-sized vi
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass

@@ -235,9 +235,18 @@ def generate(
             writer.writerow(["id", "name"])
             writer.writerows(enumerate(names))
         (tmp / ".done").write_text(
-            _key(num_classes=num_classes, videos_per_class=videos_per_class, val_per_class=val_per_class,
-                 num_frames=num_frames, width=width, height=height, fps=fps, formats=tuple(formats),
-                 seed=seed) + "\n"
+            _key(
+                num_classes=num_classes,
+                videos_per_class=videos_per_class,
+                val_per_class=val_per_class,
+                num_frames=num_frames,
+                width=width,
+                height=height,
+                fps=fps,
+                formats=tuple(formats),
+                seed=seed,
+            )
+            + "\n"
         )
         if root.exists():
             if (root / ".done").exists() and not overwrite:  # somebody else finished first

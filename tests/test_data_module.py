@@ -1,0 +1,142 @@
+"""DataModules on real (synthetic) videos: batches, views, predict, bad videos, workers, check-data."""
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from data_helpers import make_synthetic
+from tc_clip.data import BadVideoWarning, EvalSetInfo, SyntheticVideoDataModule, VideoDataModule
+from tc_clip.data.check import check_data, main
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("synth") / "ds")
+
+
+def dm_for(synth, **kw):
+    args = dict(
+        train_list=synth.train_list,
+        val_list=synth.val_list,
+        labels=synth.labels,
+        num_frames=4,
+        input_size=32,
+        batch_size=3,
+        num_workers=0,
+    )
+    args.update(kw)
+    return VideoDataModule(**args)
+
+
+def test_train_and_eval_batches(synth):
+    dm = dm_for(synth, test_views=2, test_crops=3)
+    dm.setup("fit")
+    b = next(iter(dm.train_dataloader()))
+    assert b["video"].shape == (3, 4, 3, 32, 32) and b["video"].dtype == torch.float32
+    assert b["label"].dtype == torch.long and b["index"].shape == (3,) and b["skipped"].tolist() == [0, 0, 0]
+    v = next(iter(dm.val_dataloader()[0]))
+    assert v["video"].shape == (3, 1, 4, 3, 32, 32)
+    dm.setup("test")
+    loaders = dm.test_dataloader()
+    assert len(loaders) == len(dm.eval_sets("test")) == 1
+    t = next(iter(loaders[0]))
+    assert t["video"].shape == (3, 6, 4, 3, 32, 32)
+    # evaluation is deterministic
+    again = next(iter(dm.test_dataloader()[0]))
+    assert torch.equal(t["video"], again["video"])
+
+
+def test_predict_folder_without_labels(synth):
+    dm = dm_for(synth, predict_list=str(Path(synth.root) / "videos"))
+    dm.setup("predict")
+    b = next(iter(dm.predict_dataloader()))
+    assert b["label"].tolist() == [-1, -1, -1] and len(b["path"]) == 3 and b["video"].ndim == 6
+    assert dm.eval_sets("predict") == [EvalSetInfo("predict", dm.train_class_names)]
+
+
+def test_bad_videos_skipped_counted_or_strict(synth, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00garbage" * 50)
+    lines = [f"{bad} 0", f"{tmp_path / 'missing.avi'} 1"]
+    lines += Path(synth.val_list).read_text().splitlines()
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    dm = dm_for(synth, val_list=str(lst), root=synth.root)
+    dm.setup("validate")
+    ds = dm._datasets["validate"][0]
+    with pytest.warns(BadVideoWarning) as record:
+        item = ds[0]
+    messages = " ".join(str(w.message) for w in record)
+    assert "bad.mp4" in messages and "missing.avi" in messages
+    assert item["skipped"].item() == 2 and item["index"].item() == 0  # bad.mp4, missing.avi, then ok
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadVideoWarning)
+        batch = next(iter(dm.val_dataloader()[0]))
+    assert batch["skipped"].sum().item() == 3
+    strict = dm_for(synth, val_list=str(lst), root=synth.root, strict=True)
+    strict.setup("validate")
+    with pytest.raises(Exception, match="bad.mp4"):
+        strict._datasets["validate"][0][0]
+
+
+def test_two_workers_seeded(synth):
+    def run():
+        dm = dm_for(synth, num_workers=2, seed=3, persistent_workers=True)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        assert loader.num_workers == 2 and loader.persistent_workers
+        return [(b["index"], b["video"]) for b in loader]
+
+    a, b = run(), run()
+    assert len(a) == 3
+    for (ia, va), (ib, vb) in zip(a, b, strict=False):
+        assert torch.equal(ia, ib) and torch.equal(va, vb)
+
+
+def test_check_data_exit_codes(synth, tmp_path):
+    good = dm_for(synth)
+    report = check_data(good)
+    assert report.ok and report.checked == 12
+    cfg = tmp_path / "good.yaml"
+    cfg.write_text(
+        "data:\n  class_path: tc_clip.data.VideoDataModule\n  init_args:\n"
+        f"    train_list: {synth.train_list}\n    val_list: {synth.val_list}\n    labels: {synth.labels}\n"
+        "    num_frames: 8\n    num_workers: 0\n"
+    )
+    assert main(["--config", str(cfg)]) == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_text(Path(synth.val_list).read_text() + "videos/nope.mp4 0\nvideos/x.mp4 99\n")
+    assert (
+        main(["--train-list", str(bad), "--labels", synth.labels, "--root", synth.root, "--num-workers", "0"])
+        == 1
+    )
+    short = check_data(dm_for(synth, num_frames=32))
+    assert len(short.too_short) == 12 and not short.ok
+    rep = check_data(dm_for(synth, train_list=str(bad), root=synth.root), stages=("fit",))
+    assert len(rep.label_problems) == 1 and "bad.txt:5: label 99" in rep.label_problems[0]
+    assert [Path(p).name for p, _ in rep.missing] == ["nope.mp4"]
+
+
+def test_synthetic_datamodule(tmp_path):
+    dm = SyntheticVideoDataModule(
+        cache_dir=str(tmp_path),
+        num_classes=3,
+        videos_per_class=2,
+        val_per_class=1,
+        video_frames=12,
+        video_width=48,
+        video_height=48,
+        num_frames=4,
+        input_size=32,
+        batch_size=2,
+        num_workers=0,
+    )
+    assert len(dm.train_class_names) == 3
+    assert [s.name for s in dm.eval_sets("validate")] == ["val"]
+    dm.prepare_data()
+    dm.setup("fit")
+    b = next(iter(dm.train_dataloader()))
+    assert b["video"].shape == (2, 4, 3, 32, 32)
+    assert len(list(tmp_path.iterdir())) == 1  # one cache folder keyed by the parameters
