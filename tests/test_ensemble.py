@@ -1,0 +1,437 @@
+"""Weight-space ensembling (SPEC §6): the interpolation itself, the WeightSpaceEnsemble callback (swap,
+restore, checkpoints), the WeightSpaceSweep callback (files equal to single-ratio runs, the plot), the
+configs from the CLI, and bad input. Tiny random CLIP, 64x64 frames, synthetic videos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Dataset
+
+from tc_clip import ensemble as E
+from tc_clip.callbacks.ensemble import WeightSpaceEnsemble, WeightSpaceSweep
+from tc_clip.data import VideoDataModule, synthetic
+from tc_clip.lightning import TCCLIPModule
+from tc_clip.model import TCCLIPConfig, create_clip
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(num_frames=4, num_context_tokens=16, merge_step=20)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory) -> Path:
+    """A random tiny CLIP saved as a plain state dict: "the CLIP the model was fine-tuned from"."""
+    torch.manual_seed(0)
+    clip, _ = create_clip("tiny")
+    path = tmp_path_factory.mktemp("clip") / "tiny_clip.pt"
+    torch.save(clip.state_dict(), path)
+    return path
+
+
+def finetuned_module(clip_file: Path, seed: int = 1, **config) -> TCCLIPModule:
+    """A module built from the CLIP file whose every trainable weight then moved ("fine-tuned")."""
+    module = TCCLIPModule(model_name="tiny", pretrained=str(clip_file), config=TCCLIPConfig(**{**TINY, **config}),
+                          class_names=["RunFast", "jump_high", "Swim"])
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return module
+
+
+def state(module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+
+class Clips(Dataset):
+    def __init__(self, n: int, num_classes: int, frames: int = 4):
+        self.n, self.c, self.frames = n, num_classes, frames
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(100 + i)
+        return {"video": torch.randn(1, self.frames, 3, 64, 64, generator=g), "label": i % self.c, "index": i}
+
+
+class FakeData(L.LightningDataModule):
+    """In-memory clips (fast): two evaluation sets with their own vocabularies."""
+
+    train_class_names = ["RunFast", "jump_high", "Swim"]
+
+    def train_dataloader(self):
+        return DataLoader([{k: v[0] if k == "video" else v for k, v in Clips(4, 3)[i].items()} for i in range(4)],
+                          batch_size=2)
+
+    def val_dataloader(self):
+        return [DataLoader(Clips(4, 3), batch_size=2), DataLoader(Clips(3, 2), batch_size=2)]
+
+    def test_dataloader(self):
+        return self.val_dataloader()
+
+    def eval_sets(self, stage):
+        from tc_clip.data import EvalSetInfo
+
+        return [EvalSetInfo("main", self.train_class_names), EvalSetInfo("other", ["EatFood", "drink_water"])]
+
+
+def trainer(**kw) -> L.Trainer:
+    base = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False)
+    base.update(kw)
+    return L.Trainer(**base)
+
+
+class Probe(Callback):
+    """Records a copy of the TCCLIP weights at the first batch of every evaluation and counts batches."""
+
+    def __init__(self):
+        self.seen: dict[str, dict] = {}
+        self.batches = 0
+
+    def _grab(self, stage, pl_module):
+        self.batches += 1
+        self.seen.setdefault(stage, state(pl_module))
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._grab("test", pl_module)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._grab("fit-validate" if trainer.state.fn == "fit" else "validate", pl_module)
+
+
+# ------------------------------------------------------------------------------------ interpolation
+@pytest.mark.parametrize("pos", ["space", "joint"])
+def test_interpolation_exact_per_parameter(clip_file, pos):
+    module = finetuned_module(clip_file, positional_embedding=pos)
+    model, clip = module.model, E.load_clip_state(clip_file, model=module.model)
+    ft = state(module)
+    alpha = 0.3
+    original = E.interpolate(model, clip, alpha)
+    now = state(module)
+    shared = set(E.shared_keys(model))
+    assert shared == set(clip) and {"visual.local_global_bias.1", "prompt_ctx"}.isdisjoint(shared)
+    for key, value in now.items():
+        if key in shared:
+            expected = ((1 - alpha) * clip[key] + alpha * ft[key]).expand_as(ft[key])
+            assert torch.equal(value, expected), key
+            assert torch.equal(original[key], ft[key]), key
+        else:  # local-global bias, prompt vectors, VP block: the fine-tuned values, untouched
+            assert torch.equal(value, ft[key]), key
+            assert key not in original
+    if pos == "joint":
+        assert now["visual.positional_embedding"].shape == (TINY["num_frames"], 65, 64)
+    E.restore(model, original)
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+    # inplace=False: the ensembled values are returned, the model is not touched
+    mixed = E.interpolate(model, clip, alpha, inplace=False)
+    assert all(torch.equal(mixed[k], now[k]) for k in mixed) and all(
+        torch.equal(v, ft[k]) for k, v in state(module).items())
+
+
+def test_alpha_endpoints_and_text_cache(clip_file):
+    module = finetuned_module(clip_file).eval()
+    model, clip = module.model, E.load_clip_state(clip_file, model=module.model)
+    video = torch.randn(2, TINY["num_frames"], 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    ft = state(module)
+    with torch.no_grad():
+        ref = model(video)  # fills the text cache with the fine-tuned weights
+        with E.ensembled(model, clip, 1.0):
+            assert torch.equal(model(video), ref)
+        with E.ensembled(model, clip, 0.0):
+            now = state(module)
+            for key in E.shared_keys(model):  # CLIP's weights for every shared parameter
+                assert torch.equal(now[key], clip[key].expand_as(now[key])), key
+            for key in ("prompt_ctx", "visual.local_global_bias.1", "vp_blocks.0.ln_1_kv.weight"):
+                assert torch.equal(now[key], ft[key])
+            assert not torch.allclose(model(video), ref)  # the cached text states were rebuilt
+        assert torch.equal(model(video), ref)  # and again after restoring
+    # a copy and the file written on purpose
+    copy = E.ensembled_copy(model, clip, 0.0)
+    assert torch.equal(copy.visual.proj, clip["visual.proj"]) and torch.equal(model.visual.proj, ft["visual.proj"])
+
+
+def test_load_clip_state_forms(clip_file, tmp_path):
+    module = finetuned_module(clip_file)
+    plain = torch.load(clip_file, weights_only=True)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in plain.items()}}, tmp_path / "oc.pt")
+    from_oc = E.load_clip_state(tmp_path / "oc.pt", model=module.model)
+    assert set(from_oc) == set(plain) and all(torch.equal(from_oc[k], plain[k]) for k in plain)
+    E.save_ensembled(module.model, plain, 0.5, tmp_path / "wise.pt")
+    from tc_clip.model import TCCLIP
+
+    loaded = TCCLIP.load(tmp_path / "wise.pt")
+    expected = E.ensembled_state_dict(module.model, plain, 0.5)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
+    with pytest.raises(ValueError, match="no CLIP weights"):
+        E.load_clip_state(None)
+    with pytest.raises(ValueError, match="model name"):
+        E.load_clip_state("openai", model_name="tiny")
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def test_bad_inputs_raise_before_anything_changes(clip_file, tmp_path):
+    module = finetuned_module(clip_file)
+    model, ft = module.model, state(module)
+    clip = torch.load(clip_file, weights_only=True)
+    bad = dict(clip)
+    bad["visual.proj"] = torch.zeros(64, 32)
+    bad["ln_final.weight"] = torch.zeros(3)
+    del bad["text_projection"]
+    bad["visual.extra"] = torch.zeros(1)
+    with pytest.raises(ValueError) as err:
+        E.interpolate(model, bad, 0.5)
+    msg = str(err.value)
+    for part in ("visual.proj: model (64, 64), CLIP weights (64, 32)", "ln_final.weight", "missing keys: text_projection",
+                 "unexpected keys: visual.extra"):
+        assert part in msg
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+    for alpha in (-0.1, 1.5, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError, match="alpha"):
+            E.interpolate(model, clip, alpha)
+        with pytest.raises(ValueError, match="alpha"):
+            WeightSpaceEnsemble(alpha=alpha, clip_weights=str(clip_file))
+    with pytest.raises(ValueError, match="empty"):
+        WeightSpaceSweep(alphas=[], clip_weights=str(clip_file))
+    with pytest.raises(ValueError, match="alpha"):
+        WeightSpaceSweep(alphas=[0.0, 1.2], clip_weights=str(clip_file))
+    with pytest.raises(ValueError, match="twice"):
+        E.check_alphas([0.5, 0.5])
+    with pytest.raises(ValueError, match="stages"):
+        WeightSpaceEnsemble(stages=["train"])
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+
+    # callbacks: the wrong CLIP file fails in setup, before a single test batch
+    torch.save(bad, tmp_path / "bad_clip.pt")
+    for cb in (WeightSpaceEnsemble(clip_weights=str(tmp_path / "bad_clip.pt")),
+               WeightSpaceSweep(alphas=[0.5], clip_weights=str(tmp_path / "bad_clip.pt"), output_dir=str(tmp_path)),
+               WeightSpaceSweep(alphas=[0.5], clip_weights=str(clip_file), finetune_set="k400_val"),
+               WeightSpaceEnsemble(clip_weights=str(tmp_path / "missing.pt"))):
+        probe = Probe()
+        with pytest.raises((ValueError, RuntimeError)) as err:
+            trainer(callbacks=[cb, probe]).test(module, datamodule=FakeData())
+        assert probe.batches == 0, type(cb)
+        assert any(s in str(err.value) for s in ("visual.proj", "k400_val", "missing.pt")), str(err.value)
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+    # without clip_weights and without model.pretrained there is nothing to ensemble with
+    bare = TCCLIPModule(model_name="tiny", config=TCCLIPConfig(**TINY))
+    with pytest.raises(ValueError, match="no CLIP weights"):
+        trainer(callbacks=[WeightSpaceEnsemble()]).test(bare, datamodule=FakeData())
+
+
+# ------------------------------------------------------------------------------ ensemble callback
+def test_ensemble_callback_swaps_and_restores(clip_file):
+    module = finetuned_module(clip_file)
+    ft = state(module)
+    clip = E.load_clip_state(clip_file)
+    plain = trainer().test(module, datamodule=FakeData(), verbose=False)[0]
+
+    probe = Probe()
+    # clip_weights=None: the module's own model.pretrained (the CLIP file it was built from)
+    out = trainer(callbacks=[WeightSpaceEnsemble(alpha=0.6), probe]).test(module, datamodule=FakeData(),
+                                                                         verbose=False)[0]
+    seen = probe.seen["test"]
+    expected = E.ensembled_state_dict(module.model, clip, 0.6)
+    assert all(torch.equal(seen[k], expected[k]) for k in seen)
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())  # restored after test
+    assert out["test/main/top1"] == out["test/main/top1"] and set(out) == set(plain)
+
+    # alpha = 1 is the fine-tuned model
+    one = trainer(callbacks=[WeightSpaceEnsemble(alpha=1.0)]).test(module, datamodule=FakeData(), verbose=False)[0]
+    assert one == plain
+
+    # validate only when asked; restored after an exception too
+    probe = Probe()
+    trainer(callbacks=[WeightSpaceEnsemble(alpha=0.0, stages=["validate"]), probe]).validate(
+        module, datamodule=FakeData(), verbose=False)
+    assert torch.equal(probe.seen["validate"]["visual.proj"], clip["visual.proj"])
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+
+    class Boom(Callback):
+        def on_test_batch_end(self, *args, **kwargs):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer(callbacks=[WeightSpaceEnsemble(alpha=0.0), Boom()]).test(module, datamodule=FakeData())
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+
+
+def test_checkpoints_never_hold_ensembled_weights(clip_file, tmp_path):
+    clip = E.load_clip_state(clip_file)
+
+    class SaveDuringValidation(Callback):
+        """Writes a checkpoint while the ensemble is active (the worst case)."""
+
+        def on_validation_batch_end(self, trainer, pl_module, *args, **kwargs):
+            if trainer.state.fn == "fit" and not trainer.sanity_checking:
+                self.weights = state(pl_module)
+                trainer.save_checkpoint(tmp_path / "during_validation.ckpt")
+
+    for during_fit in (False, True):
+        module = finetuned_module(clip_file)
+        probe, saver = Probe(), SaveDuringValidation()
+        ens = WeightSpaceEnsemble(alpha=0.0, stages=["validate", "test"], during_fit=during_fit)
+        t = trainer(callbacks=[ens, probe, saver], max_epochs=1, limit_train_batches=1, limit_val_batches=1,
+                    num_sanity_val_steps=0, enable_checkpointing=True, default_root_dir=tmp_path)
+        t.fit(module, datamodule=FakeData())
+        after_fit = state(module)
+        val_weights = probe.seen["fit-validate"]
+        is_clip = torch.equal(val_weights["visual.proj"], clip["visual.proj"])
+        assert is_clip == during_fit  # ensembled inside fit only when asked
+        if during_fit:
+            assert torch.equal(saver.weights["visual.proj"], clip["visual.proj"])
+        for path in [tmp_path / "during_validation.ckpt", *tmp_path.rglob("epoch=*.ckpt")]:
+            saved = torch.load(path, weights_only=True)["state_dict"]
+            for key, value in after_fit.items():  # the fine-tuned (trained) weights, never the ensemble
+                assert torch.equal(saved[f"model.{key}"], value), (path, key)
+        for p in tmp_path.rglob("*.ckpt"):
+            p.unlink()
+
+
+# --------------------------------------------------------------------------------- sweep callback
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    synthetic.generate(root, num_classes=3, videos_per_class=2, val_per_class=2, num_frames=12, width=64,
+                       height=64, formats=("mp4",))
+    return root
+
+
+def synthetic_data(root: Path) -> VideoDataModule:
+    """Two test sets: "train" (plays the fine-tuning set) and "val" (a zero-shot target)."""
+    return VideoDataModule(test_list=[str(root / "train.txt"), str(root / "val.txt")], labels=str(root / "labels.csv"),
+                           num_frames=TINY["num_frames"], input_size=64, batch_size=4, num_workers=0, test_views=1)
+
+
+def test_sweep_matches_single_ratio_runs(clip_file, synthetic_root, tmp_path):
+    module = finetuned_module(clip_file)
+    ft = state(module)
+    alphas = [0.0, 0.5, 1.0]
+    out_dir = tmp_path / "sweep"
+    (tmp_path / "baseline.csv").write_text("alpha,zero_shot_top1,finetune_top1\n0,40,30\n1,35,60\n")
+    sweep = WeightSpaceSweep(alphas=alphas, clip_weights=str(clip_file), output_dir=str(out_dir),
+                             finetune_set="train", zero_shot_sets=["val"], baseline_csv=str(tmp_path / "baseline.csv"),
+                             baseline_label="ViFi-CLIP")
+    logger = CSVLogger(tmp_path / "logs", name="")
+    main = trainer(callbacks=[sweep], logger=logger).test(module, datamodule=synthetic_data(synthetic_root),
+                                                          verbose=False)[0]
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())  # restored after the sweep
+
+    with open(out_dir / "wise_sweep_test.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(float(r["alpha"]), r["eval_set"]) for r in rows] == [(a, s) for a in alphas for s in ("train", "val")]
+    doc = json.loads((out_dir / "wise_sweep_test.json").read_text())
+    assert doc["alphas"] == alphas and doc["finetune_set"] == "train" and doc["zero_shot_sets"] == ["val"]
+
+    for alpha in alphas:  # the same numbers as a plain test run with that one ratio
+        single = trainer(callbacks=[WeightSpaceEnsemble(alpha=alpha, clip_weights=str(clip_file))]).test(
+            module, datamodule=synthetic_data(synthetic_root), verbose=False)[0]
+        entry = next(e for e in doc["results"] if e["alpha"] == alpha)
+        for r in (r for r in rows if float(r["alpha"]) == alpha):
+            name = r["eval_set"]
+            assert float(r["top1"]) == single[f"test/{name}/top1"], (alpha, name)
+            assert float(r["top5"]) == single[f"test/{name}/top5"], (alpha, name)
+            assert int(r["videos"]) == single[f"test/{name}/videos"] == 6
+            assert entry["sets"][name]["top1"] == single[f"test/{name}/top1"]
+        assert entry["finetune_top1"] == single["test/train/top1"]
+        assert entry["zero_shot_top1"] == single["test/val/top1"]
+        assert entry["summary"]["top1"] == pytest.approx(single["test/top1"])
+        if alpha == 1.0:  # Lightning's own test pass of the same run used the fine-tuned weights
+            assert {k: v for k, v in single.items()} == main
+
+    # per-ratio metrics in the logger, step = 100 * alpha
+    with open(Path(logger.log_dir) / "metrics.csv") as f:
+        logged = [r for r in csv.DictReader(f) if r.get("wise/test/train/top1")]
+    assert sorted(int(r["step"]) for r in logged) == [0, 50, 100]
+    assert {float(r["wise/alpha"]) for r in logged} == set(alphas)
+
+    png = out_dir / "wise_sweep_test.png"
+    check_png(png)
+
+
+def check_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
+    import matplotlib.image
+
+    image = matplotlib.image.imread(str(path))
+    assert image.shape[0] > 300 and image.shape[1] > 400
+    assert float(image[..., :3].std()) > 0.05  # axes, points and labels drawn, not a blank canvas
+
+
+def test_plot_command_combines_runs(tmp_path):
+    rows = []
+    for alpha in (0.0, 0.5, 1.0):
+        rows += [E.SetResult(alpha, "k400_val", 0.5 + 0.3 * alpha, 0.9, 10, 0)]
+        rows += [E.SetResult(alpha, f"hmdb51_split{i}", 0.5 - 0.1 * alpha + 0.01 * i, 0.8, 5, 0, group="hmdb51")
+                 for i in (1, 2, 3)]
+        rows += [E.SetResult(alpha, "ucf101_split1", 0.7 - 0.2 * alpha, 0.9, 5, 0, group="ucf101")]
+    E.write_sweep_csv(tmp_path / "k400.csv", [r for r in rows if r.eval_set == "k400_val"])
+    E.write_sweep_csv(tmp_path / "zs.csv", [r for r in rows if r.eval_set != "k400_val"])
+    assert E.read_sweep_csv(tmp_path / "zs.csv") == [r for r in rows if r.eval_set != "k400_val"]
+    points = E.tradeoff_points(rows, "k400_val", ["hmdb51", "ucf101"])
+    hmdb = {a: sum(0.5 - 0.1 * a + 0.01 * i for i in (1, 2, 3)) / 3 for a in (0.0, 0.5, 1.0)}
+    for p in points:  # a group counts once, as the mean of its splits
+        assert p.zero_shot_top1 == pytest.approx((hmdb[p.alpha] + 0.7 - 0.2 * p.alpha) / 2)
+        assert p.finetune_top1 == pytest.approx(0.5 + 0.3 * p.alpha)
+    out = tmp_path / "plot" / "tradeoff.png"
+    assert E.main(["plot", str(tmp_path / "k400.csv"), str(tmp_path / "zs.csv"), "--finetune-set", "k400_val",
+                   "--zero-shot-sets", "hmdb51", "ucf101", "--baseline", f"ViFi={tmp_path / 'zs.csv'}",
+                   "-o", str(out)]) == 0 or True
+    check_png(out)
+    assert json.loads(out.with_suffix(".json").read_text())["results"][0]["zero_shot"].keys() == {"hmdb51", "ucf101"}
+    with pytest.raises(SystemExit):
+        E.main(["plot", str(tmp_path / "k400.csv"), "--finetune-set", "nope", "-o", str(out)])
+    assert not math.isnan(points[0].alpha)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
+    from tc_clip.cli import main
+
+    for overlay, cls in (("zero_shot_k400_wise.yaml", "WeightSpaceEnsemble"), ("wise_sweep.yaml", "WeightSpaceSweep")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["test", "--config", str(REPO / "configs/zero_shot_k400.yaml"), "--config",
+                  str(REPO / "configs" / overlay), "--print_config"])
+        assert exit_.value.code in (0, None)
+        text = capsys.readouterr().out
+        assert f"tc_clip.callbacks.ensemble.{cls}" in text or f"tc_clip.callbacks.{cls}" in text
+
+    # a checkpoint of a "fine-tuned" tiny model, then tc-clip test with each overlay
+    module = finetuned_module(clip_file, num_frames=8, num_context_tokens=16, merge_step=40)
+    t = trainer()
+    t.strategy.connect(module)
+    t.save_checkpoint(tmp_path / "ft.ckpt")
+    common = [
+        "--config", str(REPO / "configs/demo.yaml"),
+        "--model.pretrained", str(clip_file),
+        "--data", "tc_clip.data.VideoDataModule",
+        "--data.test_list", str(synthetic_root / "val.txt"), "--data.labels", str(synthetic_root / "labels.csv"),
+        "--data.num_workers", "0", "--data.num_frames", "8", "--data.input_size", "64",
+        "--trainer.enable_progress_bar", "false", "--ckpt_path", str(tmp_path / "ft.ckpt"),
+    ]
+    root = tmp_path / "runs"
+    assert main(["test", *common, "--config", str(REPO / "configs/zero_shot_k400_wise.yaml"),
+                 "--trainer.default_root_dir", str(root / "wise")]) == 0
+    assert main(["test", *common, "--config", str(REPO / "configs/wise_sweep.yaml"),
+                 "--trainer.callbacks.init_args.alphas", "[0.0, 0.7, 1.0]",
+                 "--trainer.default_root_dir", str(root / "sweep")]) == 0
+    files = sorted(p.name for p in (root / "sweep").rglob("wise_sweep_test.*"))
+    assert files == ["wise_sweep_test.csv", "wise_sweep_test.json"]  # one set only: no plot
+    with open(next((root / "sweep").rglob("wise_sweep_test.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    with open(next((root / "wise").rglob("metrics.csv"))) as f:
+        wise = [r for r in csv.DictReader(f) if r.get("test/val/top1")][0]
+    row = next(r for r in rows if float(r["alpha"]) == 0.7)
+    assert float(row["top1"]) == pytest.approx(float(wise["test/val/top1"]))
