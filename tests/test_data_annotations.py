@@ -131,8 +131,10 @@ def test_few_shot_sampling_is_seeded_and_written(lists, tmp_path):
     # the written list reproduces the run
     again = VideoDataModule(train_list=a.few_shot_list, labels=labels)
     assert [s.path for s in again.splits("fit")[0].samples] == [s.path for s in sa]
-    with pytest.raises(ValueError, match="shot"):
-        VideoDataModule(train_list=str(d / "train.txt"), labels=labels, protocol="few_shot")
+    # shot is checked when the training split is read, not at construction (configs leave it to the CLI)
+    no_shot = VideoDataModule(train_list=str(d / "train.txt"), labels=labels, protocol="few_shot")
+    with pytest.raises(ValueError, match="needs shot=K"):
+        no_shot.setup("fit")
 
 
 def test_base_to_novel(lists, tmp_path):
@@ -314,5 +316,14 @@ def test_kinetics_csv(tmp_path):
     )
     (tmp_path / "l1.txt").write_text("val/ddd.mp4 0\n")
     write_labels(tmp_path / "n.csv", ["new class"])
-    with pytest.warns(UserWarning):
-        assert k600.eval_sets("test") == [EvalSetInfo("l1", ["new class"], "k600")]
+    assert k600.eval_sets("test") == [EvalSetInfo("l1", ["new class"], "k600")]
+
+
+def test_stages_are_resolved_independently(lists, tmp_path):
+    d, labels, names = lists
+    # zero-shot evaluation only: no training list or annotations needed, validate uses the test lists
+    dm = VideoDataModule(test_list=[str(d / "val.txt")], labels=labels, protocol="zero_shot", eval_group="g")
+    assert dm.eval_sets("test") == [EvalSetInfo("val", names, "g")]
+    assert dm.eval_sets("validate") == dm.eval_sets("test")
+    dm.setup("test")
+    assert dm.splits("fit") == [] and dm.train_class_names == names

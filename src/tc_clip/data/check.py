@@ -85,19 +85,23 @@ def check_data(
     """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule`; returns a
     :class:`CheckReport` (``report.ok``, ``report.format()``)."""
     report = CheckReport()
-    errors: list[str] = []
+    where: dict[str, str] = {}
+    order: list[str] = []
     try:
         if hasattr(datamodule, "prepare_data"):
             datamodule.prepare_data()
-        datamodule._build(errors)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        report.label_problems += errors + [str(e)]
+    except (OSError, ValueError) as e:
+        report.label_problems.append(str(e))
         return report
-    report.label_problems += errors
-    where: dict[str, str] = {}
-    order: list[str] = []
     for stage in stages:
-        samples = [s for split in datamodule.splits(stage) for s in split.samples]
+        errors: list[str] = []
+        try:
+            splits = datamodule._resolve(stage, errors)
+        except (ValueError, OSError, KeyError) as e:
+            report.label_problems += errors + [f"{stage}: {e}"]
+            continue
+        report.label_problems += [m for m in errors if m not in report.label_problems]
+        samples = [s for split in splits for s in split.samples]
         report.stages[stage] = len(samples)
         for s in samples:
             if s.path not in where:

@@ -76,14 +76,6 @@ class SplitData:
         return EvalSetInfo(self.name, list(self.display_names), self.group, self.role)
 
 
-@dataclass
-class _Built:
-    train: SplitData | None
-    evals: dict[str, list[SplitData]]
-    errors: list[str]
-    few_shot_list: str | None = None
-
-
 def _as_list(x) -> list:
     if x is None:
         return []
@@ -155,8 +147,6 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         if protocol not in ("fully_supervised", "few_shot", "base_to_novel", "zero_shot"):
             raise ValueError(f"unknown protocol {protocol!r}")
-        if protocol == "few_shot" and not shot:
-            raise ValueError("protocol 'few_shot' needs shot=K")
         for name, v in (("val_crops", val_crops), ("test_crops", test_crops)):
             if v not in (1, 3):
                 raise ValueError(f"{name} must be 1 or 3, got {v}")
@@ -188,7 +178,8 @@ class VideoDataModule(L.LightningDataModule):
         self.flip = flip
         self.strict = strict
         self.seed = seed
-        self._built: _Built | None = None
+        self._resolved: dict[str, list[SplitData]] = {}
+        self._few_shot_list: str | None = None
         self._datasets: dict[str, list[VideoClipDataset]] = {}
 
     # --- resolving the splits ---------------------------------------------------------------------
@@ -236,6 +227,8 @@ class VideoDataModule(L.LightningDataModule):
         label_spec = self.test_labels if stage == "test" else self.val_labels
         if stage == "test" and not lists and self.val_list:
             lists, label_spec = _as_list(self.val_list), self.val_labels
+        if stage == "validate" and not lists and self.test_list and self.protocol == "zero_shot":
+            lists, label_spec = _as_list(self.test_list), self.test_labels
         if not lists:
             splits = self._official_evals(stage, errors)
         else:
@@ -268,12 +261,13 @@ class VideoDataModule(L.LightningDataModule):
         return SplitData("predict", samples, ref[0], ref[1])
 
     def _resolved_reference_names(self, errors) -> tuple[list[str], list[str]]:
-        b = self._built
-        if b is not None:
-            for s in b.evals.get("test", []) + b.evals.get("validate", []):
-                return s.class_names, s.display_names
-            if b.train is not None:
-                return b.train.class_names, b.train.display_names
+        for stage in ("test", "validate", "fit"):
+            try:
+                splits = self.splits(stage)
+            except (OSError, ValueError):
+                continue
+            if splits:
+                return splits[0].class_names, splits[0].display_names
         names = self._names(self.labels, errors) or []
         return names, names
 
@@ -311,67 +305,66 @@ class VideoDataModule(L.LightningDataModule):
             warnings.warn(f"could not write the few-shot list to {out}: {e}", stacklevel=2)
         return replace(split, samples=samples), str(out)
 
-    def _build(self, errors: list[str] | None = None) -> _Built:
-        train = self._train_split(errors)
-        evals = {stage: self._eval_splits(stage, errors) for stage in ("validate", "test")}
-        few_shot_list = None
-        if self.class_subset:
-            if train is not None:
+    def _base_ids(self, split: SplitData) -> list[int]:
+        if self.base_classes:
+            return self._class_ids(split, self.base_classes, "base_classes")
+        return list(range(math.ceil(len(split.class_names) / 2)))
+
+    def _resolve(self, stage: str, errors: list[str] | None = None) -> list[SplitData]:
+        """Read and apply the protocol to the splits of one stage ("fit", "validate", "test",
+        "predict"). Stages are independent: a test-only run never reads the training annotations."""
+        if stage == "predict":
+            predict = self._predict_split(errors)
+            return [predict] if predict is not None else []
+        if stage == "fit":
+            train = self._train_split(errors)
+            if train is None:
+                return []
+            if self.class_subset:
                 train = train.subset(self._class_ids(train, self.class_subset, "class_subset"))
-            evals = {
-                k: [s.subset(self._class_ids(s, self.class_subset, "class_subset")) for s in v]
-                for k, v in evals.items()
-            }
+            if self.protocol == "base_to_novel":
+                train, self._few_shot_list = self._few_shot(
+                    train.subset(self._base_ids(train)), self.shot or 16
+                )
+            elif self.protocol == "few_shot":
+                if not self.shot:
+                    raise ValueError(f"{type(self).__name__}: protocol 'few_shot' needs shot=K (--data.shot)")
+                train, self._few_shot_list = self._few_shot(train, self.shot)
+            return [train]
+        if stage not in ("validate", "test"):
+            raise ValueError(f"unknown stage {stage!r}")
+        splits = self._eval_splits(stage, errors)
+        if self.class_subset:
+            splits = [s.subset(self._class_ids(s, self.class_subset, "class_subset")) for s in splits]
         if self.protocol == "zero_shot" and self.eval_group:
-            for splits in evals.values():
-                for s in splits:
-                    s.group = s.group or self.eval_group
+            for s in splits:
+                s.group = s.group or self.eval_group
         if self.protocol == "base_to_novel":
-            shot = self.shot or 16
+            new = []
+            for s in splits:
+                base = self._base_ids(s)
+                novel = [i for i in range(len(s.class_names)) if i not in set(base)]
+                new.append(s.subset(base, f"{s.name}_base", "base"))
+                new.append(s.subset(novel, f"{s.name}_novel", "novel"))
+            splits = new
+        return splits
 
-            def base_ids(split: SplitData) -> list[int]:
-                if self.base_classes:
-                    return self._class_ids(split, self.base_classes, "base_classes")
-                return list(range(math.ceil(len(split.class_names) / 2)))
-
-            if train is not None:
-                train = train.subset(base_ids(train))
-                train, few_shot_list = self._few_shot(train, shot)
-            new: dict[str, list[SplitData]] = {}
-            for stage, splits in evals.items():
-                new[stage] = []
-                for s in splits:
-                    base = base_ids(s)
-                    novel = [i for i in range(len(s.class_names)) if i not in set(base)]
-                    new[stage].append(s.subset(base, f"{s.name}_base", "base"))
-                    new[stage].append(s.subset(novel, f"{s.name}_novel", "novel"))
-            evals = new
-        elif self.protocol == "few_shot" and train is not None:
-            train, few_shot_list = self._few_shot(train, int(self.shot or 0))
-        built = _Built(train, evals, errors if errors is not None else [], few_shot_list)
-        self._built = built
-        predict = self._predict_split(errors)
-        built.evals["predict"] = [predict] if predict is not None else []
-        return built
-
-    @property
-    def built(self) -> _Built:
-        if self._built is None:
-            self._built = self._build()
-        return self._built
+    def splits(self, stage: str) -> list[SplitData]:
+        """The resolved splits of a stage ("fit" = the training split; cached)."""
+        if stage not in self._resolved:
+            self._resolved[stage] = self._resolve(stage)
+        return list(self._resolved[stage])
 
     # --- public API -------------------------------------------------------------------------------
 
     @property
     def train_class_names(self) -> list[str]:
         """Class names of the training split, as the model should see them (raw label-file names, or
-        the LLM-rephrased ones)."""
-        b = self.built
-        if b.train is not None:
-            return list(b.train.display_names)
-        for stage in ("validate", "test"):
-            if b.evals[stage]:
-                return list(b.evals[stage][0].display_names)
+        the LLM-rephrased ones). Without training data: those of the first evaluation set."""
+        for stage in ("fit", "validate", "test"):
+            splits = self.splits(stage)
+            if splits:
+                return list(splits[0].display_names)
         return []
 
     @property
@@ -382,33 +375,29 @@ class VideoDataModule(L.LightningDataModule):
         """One :class:`EvalSetInfo` per dataloader of ``stage`` ("validate", "test" or "predict")."""
         if stage not in EVAL_STAGES:
             raise ValueError(f"stage must be one of {EVAL_STAGES}, got {stage!r}")
-        return [s.info() for s in self.built.evals[stage]]
-
-    def splits(self, stage: str) -> list[SplitData]:
-        """The resolved splits of a stage ("fit" = the training split)."""
-        if stage == "fit":
-            return [self.built.train] if self.built.train is not None else []
-        return list(self.built.evals[stage])
+        return [s.info() for s in self.splits(stage)]
 
     @property
     def few_shot_list(self) -> str | None:
         """Where the sampled few-shot training list was written (few-shot and base-to-novel)."""
-        return self.built.few_shot_list
+        self.splits("fit")
+        return self._few_shot_list
 
     def setup(self, stage: str | None = None) -> None:
-        self._built = self._build()
-        b = self._built
         stages = ["fit", "validate", "test", "predict"] if stage is None else [stage]
-        for st in stages:
+        if "fit" in stages:
+            stages.append("validate")
+        for st in dict.fromkeys(stages):
+            self._resolved.pop(st, None)  # re-read: files may have changed since the last setup
+            splits = self.splits(st)
             if st == "fit":
-                if b.train is None:
+                if not splits:
                     raise ValueError(f"{type(self).__name__}: no training data (set train_list)")
-                if not b.train.samples:
+                if not splits[0].samples:
                     raise ValueError(f"{type(self).__name__}: the training split is empty")
-                self._datasets["fit"] = [self._dataset(b.train.samples, train=True)]
-                self._datasets["validate"] = self._eval_datasets("validate")
+                self._datasets["fit"] = [self._dataset(splits[0].samples, train=True)]
             else:
-                self._datasets[st] = self._eval_datasets(st)
+                self._datasets[st] = [self._dataset(x.samples, train=False, stage=st) for x in splits]
 
     def _dataset(self, samples: list[Sample], train: bool, stage: str = "fit") -> VideoClipDataset:
         views, crops = (
@@ -425,9 +414,6 @@ class VideoDataModule(L.LightningDataModule):
             strict=self.strict,
             return_path=stage == "predict",
         )
-
-    def _eval_datasets(self, stage: str) -> list[VideoClipDataset]:
-        return [self._dataset(s.samples, train=False, stage=stage) for s in self.built.evals[stage]]
 
     def _loader(self, dataset: VideoClipDataset, train: bool) -> DataLoader:
         generator = torch.Generator()
@@ -1033,6 +1019,6 @@ class SyntheticVideoDataModule(VideoDataModule):
 
         synthetic.generate(self.root, **self.gen_kwargs)
 
-    def _build(self, errors=None):
+    def _resolve(self, stage, errors=None):
         self.prepare_data()  # idempotent; also covers use without a Trainer
-        return super()._build(errors)
+        return super()._resolve(stage, errors)
