@@ -180,3 +180,23 @@ def test_ddp_two_cpu_processes_match_one(cache, tmp_path):
     for key in ("val/val/top1", "val/val/top5", "val/val/videos", "val/top1"):
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
         assert fit_metrics[key] == pytest.approx(one[key], abs=1e-6), key
+
+
+def test_test_subcommand_with_release_checkpoint(cache, tmp_path):
+    """`tc-clip test --model.release_checkpoint X.pth --model.pretrained CLIP` (tiny stand-ins)."""
+    import open_clip
+
+    from tc_clip.cli import build_cli
+    from tc_clip.model import TCCLIP, TINY_CLIP_CFG, TCCLIPConfig
+    from test_checkpoints import to_release_layout  # the release layout writer of the model tests
+
+    tiny = TCCLIP.from_clip("tiny", config=TCCLIPConfig(num_frames=8, num_context_tokens=16, merge_step=40))
+    release = tmp_path / "release.pth"
+    torch.save({"model": to_release_layout(tiny), "epoch": 9, "max_accuracy": 0.0}, release)
+    clip_file = tmp_path / "tiny_clip.pt"
+    torch.save(open_clip.CLIP(**TINY_CLIP_CFG).state_dict(), clip_file)
+    cli = build_cli([*demo_args(cache, tmp_path / "runs"), "--model.release_checkpoint", str(release),
+                     "--model.pretrained", str(clip_file)], run=False)
+    assert torch.equal(cli.model.model.prompt_ctx, tiny.prompt_ctx)
+    out = cli.trainer.test(cli.model, datamodule=cli.datamodule)[0]
+    assert out["test/val/videos"] == 9 and 0.0 <= out["test/top1"] <= 1.0
