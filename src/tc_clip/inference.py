@@ -65,8 +65,9 @@ def tiny_model(
     """A small random TC-CLIP (the demo's architecture: 3-layer ViT, 64x64 frames, 8x8 patches, 16
     context tokens), in eval mode. Its predictions are meaningless; it is for trying the API offline.
 
-    ``config``/``overrides`` set :class:`TCCLIPConfig` fields (e.g. ``use_tc=False``); ``seed`` makes the
-    random weights reproducible (``None``: do not touch the global RNG).
+    ``overrides`` set :class:`TCCLIPConfig` fields (e.g. ``use_tc=False``); a full ``config`` replaces the
+    demo's switches (``num_frames`` is then ignored). ``seed`` makes the random weights reproducible
+    without touching the global RNG (``None``: draw from the global RNG).
     """
     base = dict(num_frames=num_frames, num_context_tokens=16, merge_step=40)
     if config is not None:
