@@ -622,16 +622,19 @@ def plot_tradeoff(
         xs = [100 * p.zero_shot_top1 for p in pts]
         ys = [100 * p.finetune_top1 for p in pts]
         ax.plot(xs, ys, marker=marker, color=colour, label=name, linewidth=1.2, markersize=5)
+        labels: dict[tuple[float, float], list[str]] = {}  # ratios landing on the same point share a label
         for p, x, y in zip(pts, xs, ys, strict=True):
             if not math.isnan(p.alpha):
-                ax.annotate(f"{p.alpha:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
-                            color=colour)
+                labels.setdefault((round(x, 6), round(y, 6)), []).append(f"{p.alpha:g}")
+        for (x, y), text in labels.items():
+            ax.annotate(", ".join(text), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                        color=colour)
     ax.set_xlabel("mean zero-shot top-1 (%)")
     ax.set_ylabel(f"{finetune_label} top-1 (%)")
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=8, title="points labelled with α", title_fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
