@@ -563,3 +563,30 @@ def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
         wise = [r for r in csv.DictReader(f) if r.get("test/val/top1")][0]
     row = next(r for r in rows if float(r["alpha"]) == 0.7)
     assert float(row["top1"]) == pytest.approx(float(wise["test/val/top1"]))
+
+
+def test_sweep_in_validate_and_not_inside_fit(clip_file, tmp_path):
+    module = finetuned_module(clip_file)
+    ft = state(module)
+    sweep = WeightSpaceSweep(
+        alphas=[0.2, 0.9], clip_weights=str(clip_file), output_dir=str(tmp_path), stages=["validate"]
+    )
+    trainer(callbacks=[sweep], max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0).fit(
+        module, datamodule=FakeData()
+    )
+    assert not list(tmp_path.glob("wise_sweep_*"))  # never inside fit
+    ft = state(module)
+    trainer(callbacks=[sweep]).validate(module, datamodule=FakeData(), verbose=False)
+    assert sorted(p.name for p in tmp_path.glob("wise_sweep_validate.*")) == [
+        "wise_sweep_validate.csv",
+        "wise_sweep_validate.json",
+        "wise_sweep_validate.png",
+    ]
+    assert [(r.alpha, r.eval_set, r.stage) for r in sweep.results["validate"]] == [
+        (a, s, "validate") for a in (0.2, 0.9) for s in ("main", "other")
+    ]
+    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
+    with pytest.raises(ValueError, match="both configured"):
+        trainer(callbacks=[sweep, WeightSpaceEnsemble(stages=["validate"])]).validate(
+            module, datamodule=FakeData()
+        )
