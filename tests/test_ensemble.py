@@ -567,7 +567,6 @@ def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
 
 def test_sweep_in_validate_and_not_inside_fit(clip_file, tmp_path):
     module = finetuned_module(clip_file)
-    ft = state(module)
     sweep = WeightSpaceSweep(
         alphas=[0.2, 0.9], clip_weights=str(clip_file), output_dir=str(tmp_path), stages=["validate"]
     )
