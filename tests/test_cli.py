@@ -134,6 +134,14 @@ def test_mistyped_keys_fail_by_name_before_building(extra, needle, capsys, tmp_p
     assert not (tmp_path / "version_0").exists()
 
 
+def test_few_shot_without_shot_fails_before_building(capsys):
+    start = time.perf_counter()
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "configs" / "few_shot_hmdb.yaml")])
+    assert "--data.shot" in capsys.readouterr().err
+    assert time.perf_counter() - start < 20  # no ViT-B/16 was built
+
+
 def test_print_config(capsys):
     with pytest.raises(SystemExit) as err:
         main(["fit", "--config", DEMO, "--data.num_classes", "7", "--print_config"])

@@ -126,6 +126,15 @@ class TCCLIPCLI(LightningCLI):
                 raise SystemExit(f"--ckpt_path last: no last*.ckpt under {', '.join(map(str, roots))}")
             # fit: keep "last"; Lightning warns and starts from scratch ("set and forget")
 
+    def before_instantiate_classes(self) -> None:
+        # cheap checks of values the data module would only reject after the model is built
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        init = cfg.get("data", {}).get("init_args") if cfg.get("data") else None
+        if init is not None and init.get("protocol") == "few_shot" and not init.get("shot"):
+            self._parser(self.subcommand).error(
+                "data.protocol 'few_shot' needs the number of shots: add --data.shot K (2, 4, 8 or 16)"
+            )
+
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         cfg = self._get(self.config_init, "trainer", default={})
         root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
