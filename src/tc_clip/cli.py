@@ -37,7 +37,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.callbacks.predict_writer import PredictionWriter
 from tc_clip.lightning.checkpointing import LastCheckpoint
@@ -133,6 +133,14 @@ class TCCLIPCLI(LightningCLI):
         if init is not None and init.get("protocol") == "few_shot" and not init.get("shot"):
             self._parser(self.subcommand).error(
                 "data.protocol 'few_shot' needs the number of shots: add --data.shot K (2, 4, 8 or 16)"
+            )
+        model_cfg = cfg.get("model", {}).get("config") if cfg.get("model") else None
+        frames = init.get("num_frames") if init is not None else None
+        model_frames = model_cfg.get("num_frames") if model_cfg is not None else None
+        if frames and model_frames and frames != model_frames:
+            rank_zero_warn(
+                f"data.num_frames ({frames}) differs from model.config.num_frames ({model_frames}); "
+                "set both (the model was configured for the latter)"
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
