@@ -22,6 +22,16 @@ DEMO = str(REPO / "configs" / "demo.yaml")
 GEN = dict(num_classes=3, videos_per_class=4, val_per_class=3)  # 12 train, 9 val videos (odd on purpose)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine a busy core
+    makes OpenMP barriers spin (100x slower); one thread keeps these tests fast and stable."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synthetic_cache")
