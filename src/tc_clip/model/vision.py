@@ -150,10 +150,12 @@ class TCVisionEncoder(nn.Module):
             else:
                 x, context, aux = self._layer(block, layer, x, context, return_aux)
             if return_aux and aux is not None:
-                out.seed_indices.append(aux[0])
-                out.cls_attention.append(aux[1])
-                if aux[2] is not None:
-                    out.context_sources.append(aux[2])
+                seeds, cls_attention, sources = aux
+                out.cls_attention.append(cls_attention)
+                if seeds is not None:
+                    out.seed_indices.append(seeds)
+                if sources is not None:
+                    out.context_sources.append(sources)
             if layer in keep_layers:
                 if context is not None:
                     out.context[layer] = self.project(context)
