@@ -123,6 +123,12 @@ def test_predict_writes_csv(cache, tmp_path):
     import json
 
     assert len(json.loads(out.read_text())) == 21
+    # without a labels file: the vocabulary comes from the checkpoint (the training class names)
+    no_labels = [a for a in args if a not in ("--data.labels", str(data_root / "labels.csv"))]
+    assert main(no_labels + ["--trainer.default_root_dir", str(tmp_path / "pred2")]) == 0
+    rows = list(csv.DictReader(open(next((tmp_path / "pred2").rglob("predictions.csv")))))
+    assert len(rows) == 21 and rows[0]["pred_1"] in synthetic.class_names(3)
+    assert rows[0]["label"] == "-1"
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,8 @@ class TCCLIPModule(L.LightningModule):
         release_checkpoint: a ``.pth`` released by the TC-CLIP authors; the CLIP weights of
             ``pretrained`` provide what the file lacks (token embedding).
         config: the research switches (:class:`~tc_clip.model.config.TCCLIPConfig`).
-        class_names: vocabulary used when no data module provides one (e.g. ``predict`` on plain files).
+        class_names: vocabulary used when the data module provides none (e.g. ``predict`` on a folder of
+            videos without a labels file); a checkpoint's training vocabulary is used otherwise.
     Optimisation (AdamW, per-step cosine with linear warm-up from 0)
         lr, lr_min: peak learning rate of the base group and the floor of the cosine (absolute).
         warmup_epochs: warm-up length in epochs (may be fractional); converted to optimiser steps.
@@ -136,7 +137,7 @@ class TCCLIPModule(L.LightningModule):
         dm = self._datamodule()
         if dm is not None and hasattr(dm, "eval_sets"):
             infos = dm.eval_sets(stage)
-            if infos:
+            if infos and all(len(info.class_names) > 0 for info in infos):
                 return [_as_eval_set(info, i) for i, info in enumerate(infos)]
         names = self._train_class_names or getattr(self.model, "class_names", None)
         if not names:
@@ -163,7 +164,8 @@ class TCCLIPModule(L.LightningModule):
                 EvalSetAccuracy(num_classes=len(s.class_names)) for s in sets
             )
         if stage == "predict":
-            self._predict_class_names = self._discover_eval_sets("predict")[0].class_names
+            # resolved at the first batch: a checkpoint's vocabulary is restored after setup()
+            self._predict_class_names = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._train_class_names:
@@ -283,8 +285,7 @@ class TCCLIPModule(L.LightningModule):
         """Top-k class names and scores (mean softmax over views) for every video of the batch."""
         names = self._predict_class_names
         if names is None:
-            self.setup("predict")
-            names = self._predict_class_names
+            names = self._predict_class_names = self._discover_eval_sets("predict")[0].class_names
         self._use_vocabulary(names)
         video = batch["video"]
         views = video.shape[1] if video.dim() == 6 else 1
