@@ -88,7 +88,10 @@ def _layer(values: Any, layer: int, video_index: int, ndim: int, what: str) -> n
     """Pick one layer (from a per-layer list) and one video (from a batch): an array with ``ndim`` dims."""
     if isinstance(values, (list, tuple)):
         if not values:
-            raise ValueError(f"{what} is empty (was the model run with return_aux=True?)")
+            raise ValueError(
+                f"no {what}: run the model with return_aux=True; a model without Temporal "
+                "Contextualization (use_tc=False) has no seed or context tokens"
+            )
         try:
             values = values[layer]
         except IndexError:
