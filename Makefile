@@ -18,6 +18,7 @@ demo: venv
 	$(VENV)/bin/tc-clip fit --config configs/demo.yaml
 
 test: venv
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 lint: venv

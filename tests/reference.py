@@ -38,7 +38,7 @@ def ref_bipartite_merge(tokens: torch.Tensor, k: int, r: int) -> torch.Tensor:
             xa, sa = a[i]
             sums[j] = sums[j] + xa * sa
             sizes[j] = sizes[j] + sa
-        items = [a[i] for _, i, _ in order[merged:]] + [(s / z, z) for s, z in zip(sums, sizes)]
+        items = [a[i] for _, i, _ in order[merged:]] + [(s / z, z) for s, z in zip(sums, sizes, strict=True)]
     return torch.stack([x for x, _ in items])
 
 
@@ -112,7 +112,7 @@ def ref_text(model: TCCLIP, condition: dict[int, torch.Tensor] | None) -> torch.
     length = tokens.shape[1]
     x = x + model.positional_embedding[:length]
     mask = torch.full((length, length), float("-inf")).triu_(1)
-    vp = dict(zip(model.vp_layers, model.vp_blocks))
+    vp = dict(zip(model.vp_layers, model.vp_blocks, strict=True))
     for layer, block in enumerate(model.transformer.resblocks):
         if layer in vp:
             c = condition[layer % model.visual.num_layers].detach()

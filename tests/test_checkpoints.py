@@ -42,7 +42,7 @@ def to_release_layout(model: TCCLIP) -> dict[str, torch.Tensor]:
         elif key.startswith("visual.") and key.endswith(("attn.in_proj_weight", "attn.in_proj_bias")):
             base = key.removeprefix("visual.").rsplit(".", 1)[0]
             kind = "weight" if key.endswith("weight") else "bias"
-            for name, part in zip("qkv", value.chunk(3)):
+            for name, part in zip("qkv", value.chunk(3), strict=True):
                 out[f"image_encoder.{base}.{name}_proj.{kind}"] = part.clone()
         elif key.startswith("visual."):
             out["image_encoder." + key.removeprefix("visual.")] = value

@@ -22,16 +22,6 @@ DEMO = str(REPO / "configs" / "demo.yaml")
 GEN = dict(num_classes=3, videos_per_class=4, val_per_class=3)  # 12 train, 9 val videos (odd on purpose)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine a busy core
-    makes OpenMP barriers spin (100x slower); one thread keeps these tests fast and stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synthetic_cache")
@@ -224,3 +214,15 @@ def test_test_subcommand_with_release_checkpoint(cache, tmp_path):
     assert torch.equal(cli.model.model.prompt_ctx, tiny.prompt_ctx)
     out = cli.trainer.test(cli.model, datamodule=cli.datamodule)[0]
     assert out["test/val/videos"] == 9 and 0.0 <= out["test/top1"] <= 1.0
+
+
+def test_predict_on_the_demo_config(cache, tmp_path):
+    """The demo's synthetic data module classifies a folder of videos given as ``--data.predict_list``."""
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root), "--trainer.limit_train_batches", "1"]) == 0
+    videos = next(p for p in cache.iterdir() if (p / "labels.csv").is_file()) / "videos"
+    ckpt = root / "version_0/checkpoints/last.ckpt"
+    assert main(["predict", *demo_args(cache, root), "--ckpt_path", str(ckpt),
+                 "--data.predict_list", str(videos)]) == 0
+    rows = list(csv.DictReader(open(next(root.rglob("predictions.csv")))))
+    assert len(rows) == 3 * (4 + 3) and rows[0]["pred_1"] in synthetic.class_names(3)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from tc_clip.cli import build_cli
@@ -33,16 +32,6 @@ SSV2 = ["Putting something on a surface", "Pushing something from left to right"
         "Tearing something into two pieces", "Holding something"]
 K400 = ["abseiling", "air drumming", "answering questions", "applauding"]
 K600_NEW = ["arranging flowers", "bathing dog", "bouncing ball", "building lego"]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine a busy core
-    makes OpenMP barriers spin (100x slower); one thread keeps these tests fast and stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def protocol_of(name: str) -> str | None:

@@ -27,15 +27,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------------------ helpers
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU they lose a lot (spinning)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory) -> Path:
     """A random tiny CLIP saved as a plain state dict: "the CLIP the model was fine-tuned from"."""

@@ -17,16 +17,6 @@ from tc_clip.model import TCCLIPConfig
 TINY = dict(num_frames=4, num_context_tokens=16, merge_step=20)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine a busy core
-    makes OpenMP barriers spin (100x slower); one thread keeps these tests fast and stable."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @dataclass
 class Info:
     name: str

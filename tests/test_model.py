@@ -51,7 +51,8 @@ def test_fast_path_matches_reference_logits_and_gradients(switches):
     weights = torch.randn_like(fast)
     g_fast = torch.autograd.grad((fast * weights).sum(), params, allow_unused=True)
     g_ref = torch.autograd.grad((ref * weights).sum(), params, allow_unused=True)
-    for (name, _), a, b in zip([(n, p) for n, p in model.named_parameters() if p.requires_grad], g_fast, g_ref):
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for name, a, b in zip(names, g_fast, g_ref, strict=True):
         if a is None or b is None:
             assert a is None and b is None or (a if a is not None else b).abs().max() == 0, name
             continue
@@ -146,7 +147,7 @@ def test_seed_selection_takes_top_cls_attention_in_order():
     model = tiny()
     _, aux = model(video(), return_aux=True)
     m = int(64 * 0.3)
-    for idx, score in zip(aux.seed_indices, aux.cls_attention):
+    for idx, score in zip(aux.seed_indices, aux.cls_attention, strict=True):
         assert idx.shape == (2, 4, m)
         picked = score.gather(-1, idx)
         assert torch.all(picked[..., :-1] >= picked[..., 1:])  # descending
@@ -256,7 +257,8 @@ def test_state_dict_keeps_clip_key_names():
     clip_keys = set(open_clip.CLIP(**TINY_CLIP_CFG).state_dict())
     own = set(tiny().state_dict())
     assert clip_keys <= own
-    assert own - clip_keys == {k for k in own if k.startswith(("visual.local_global_bias.", "prompt_ctx", "vp_blocks."))}
+    new = ("visual.local_global_bias.", "prompt_ctx", "vp_blocks.")
+    assert own - clip_keys == {k for k in own if k.startswith(new)}
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -936,8 +936,9 @@ class SyntheticVideoDataModule(VideoDataModule):
     """Moving coloured shapes (see :mod:`tc_clip.data.synthetic`), generated on first use under
     ``cache_dir/<parameters>`` (idempotent, keyed by the generation parameters): ``videos_per_class``
     training and ``val_per_class`` validation videos per class, ``video_frames`` frames of
-    ``video_width`` x ``video_height`` at ``fps``; the test stage uses the validation videos. Meant for
-    tests and the offline demo (defaults: 8 frames at 64 x 64)."""
+    ``video_width`` x ``video_height`` at ``fps``; the test stage uses the validation videos and
+    ``predict_list`` (a folder, list file or paths) the videos to classify. Meant for tests and the
+    offline demo (defaults: 8 frames at 64 x 64)."""
 
     dataset_name = "synthetic"
 
@@ -953,6 +954,7 @@ class SyntheticVideoDataModule(VideoDataModule):
         fps: float = 15,
         formats: list[str] | None = None,
         generation_seed: int = 0,
+        predict_list: str | list[str] | None = None,
         protocol: Protocol = "fully_supervised",
         shot: int | None = None,
         base_classes: str | list[str] | None = None,
@@ -974,6 +976,7 @@ class SyntheticVideoDataModule(VideoDataModule):
         seed: int = 0,
     ):
         super().__init__(
+            predict_list=predict_list,
             protocol=protocol,
             shot=shot,
             base_classes=base_classes,

@@ -99,7 +99,9 @@ def kmeans_merge(x: torch.Tensor, k: int, iters: int = 10) -> tuple[torch.Tensor
     return _group_mean(x, assign, k)
 
 
-def random_merge(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_merge(
+    x: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each token joins one of ``k`` groups at random (every group gets at least one token)."""
     b, n, _ = x.shape
     perm = torch.stack([torch.randperm(n, generator=generator) for _ in range(b)]).to(x.device)

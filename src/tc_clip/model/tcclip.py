@@ -355,7 +355,7 @@ class TCCLIP(nn.Module):
         b = vision.frame_embeds.shape[0]
         x_prompt = x_class[:1, 1 : 1 + n].expand(b, -1, -1)  # identical for every class (causal)
         x_full = None  # [B, C, L, W] once the class positions depend on the video
-        vp_blocks = dict(zip(self.vp_layers, self.vp_blocks))
+        vp_blocks = dict(zip(self.vp_layers, self.vp_blocks, strict=True))
         mask = T.causal_mask(x_class.shape[1], x_class.device, x_class.dtype)
         for layer in range(first, num_layers):
             if layer in vp_blocks:
