@@ -320,6 +320,12 @@ class TCCLIP(nn.Module):
             ctx = self.prompt_ctx.to(x.dtype).expand(x.shape[0], -1, -1)
             x = torch.cat([x[:, :1], ctx, x[:, 1 + self.config.n_ctx :]], dim=1)
         x = x + self.positional_embedding[:length].to(x.dtype)
+        shared = T.common_prefix_length(tokens) if x.shape[0] > 1 else 0
+        if shared:  # SOT and the prompt vectors: the same states for every class, computed once
+            x_shared, x_class = x[:1, :shared], x[:, shared:]
+            for block in self.transformer.resblocks[:stop]:
+                x_shared, x_class = T.shared_prefix_layer(block, x_shared, x_class)
+            return torch.cat([x_shared.expand(x.shape[0], -1, -1), x_class], dim=1), eot
         mask = T.causal_mask(length, x.device, x.dtype)
         for block in self.transformer.resblocks[:stop]:
             x = block(x, attn_mask=mask)

@@ -104,3 +104,42 @@ def eot_attention_full(block: nn.Module, x: torch.Tensor, eot: torch.Tensor) -> 
     out = torch.einsum("bchl,bclhd->bchd", probs, v).reshape(b, c, w)
     x = x_eot + block.ls_1(F.linear(out, attn.out_proj.weight, attn.out_proj.bias))
     return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def common_prefix_length(tokens: torch.Tensor) -> int:
+    """How many leading tokens all rows of ``tokens [C, L]`` share (never the EOT position)."""
+    same = (tokens == tokens[:1]).all(dim=0)
+    limit = int(tokens.argmax(dim=-1).min())
+    differing = (~same[:limit]).nonzero()
+    return int(differing[0]) if len(differing) else limit
+
+
+def shared_prefix_layer(block: nn.Module, x_shared: torch.Tensor, x_class: torch.Tensor):
+    """One causal text layer on prompts whose first positions are the same for every class.
+
+    ``x_shared [1, p, W]`` holds those positions once (their states cannot depend on later tokens);
+    ``x_class [C, L - p, W]`` the rest. Equal to running the layer on the full ``[C, L, W]`` batch,
+    without repeating the shared positions' work for every class.
+    """
+    attn: nn.MultiheadAttention = block.attn
+    c, rest, w = x_class.shape
+    p = x_shared.shape[1]
+    h = attn.num_heads
+
+    def heads(z: torch.Tensor) -> torch.Tensor:
+        return z.reshape(z.shape[0], z.shape[1], h, w // h).transpose(1, 2)
+
+    qs, ks, vs = F.linear(block.ln_1(x_shared), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    qc, kc, vc = F.linear(block.ln_1(x_class), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    ys = F.scaled_dot_product_attention(heads(qs), heads(ks), heads(vs), is_causal=True)
+    k = torch.cat([ks.expand(c, -1, -1), kc], dim=1)
+    v = torch.cat([vs.expand(c, -1, -1), vc], dim=1)
+    mask = torch.cat([x_class.new_zeros(rest, p), causal_mask(rest, x_class.device, x_class.dtype)], dim=1)
+    yc = F.scaled_dot_product_attention(heads(qc), heads(k), heads(v), attn_mask=mask)
+
+    def finish(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y = F.linear(y.transpose(1, 2).reshape(x.shape), attn.out_proj.weight, attn.out_proj.bias)
+        x = x + block.ls_1(y)
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+    return finish(x_shared, ys), finish(x_class, yc)

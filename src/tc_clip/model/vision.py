@@ -165,19 +165,17 @@ class TCVisionEncoder(nn.Module):
         return out
 
     def _layer(self, block: nn.Module, layer: int, x: torch.Tensor, context: torch.Tensor | None, return_aux: bool):
-        b, t, n, d = x.shape
+        n = x.shape[2]
         attn_out, cls_probs = self._attention(block, layer, x, context, need_cls=self.use_tc or return_aux)
         x = x + block.ls_1(attn_out)
         aux = None
         if self.use_tc:
-            new_context, aux = self._contextualize(x, cls_probs, return_aux)
-            tokens = torch.cat([x.reshape(b, t * n, d), new_context], dim=1)
-            tokens = tokens + block.ls_2(block.mlp(block.ln_2(tokens)))
-            x, context = tokens[:, : t * n].reshape(b, t, n, d), tokens[:, t * n :]
-        else:
-            x = x + block.ls_2(block.mlp(block.ln_2(x)))
-            if return_aux:
-                aux = (None, cls_probs[..., 1:n].mean(2), None)
+            context, aux = self._contextualize(x, cls_probs, return_aux)
+            # the FFN is per token: frame and context tokens go through it separately, no concatenation
+            context = context + block.ls_2(block.mlp(block.ln_2(context)))
+        elif return_aux:
+            aux = (None, cls_probs[..., 1:n].mean(2), None)
+        x = x + block.ls_2(block.mlp(block.ln_2(x)))
         return x, context, aux
 
     def _attention(self, block: nn.Module, layer: int, x: torch.Tensor, context: torch.Tensor | None, need_cls: bool):
