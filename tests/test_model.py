@@ -311,3 +311,13 @@ def test_vifi_clip_config():
     assert len(model.visual.local_global_bias) == 0
     x = video()
     assert torch.allclose(model(x), ref_logits(model, x), atol=1e-5)
+
+
+def test_other_open_clip_architectures():
+    """Nothing is tied to ViT-B/16: a random ViT-B/32 (7x7 patches, 49 seeds -> 14 per frame) runs."""
+    torch.manual_seed(0)
+    model = TCCLIP.from_clip("ViT-B-32", class_names=NAMES, num_frames=3, num_context_tokens=16).eval()
+    assert model.visual.num_patches == 49 and model.visual.num_seeds == 14
+    with torch.no_grad():
+        logits, aux = model(torch.randn(1, 3, 3, 224, 224), return_aux=True)
+    assert logits.shape == (1, len(NAMES)) and aux.context_sources[-1].shape == (1, 16, 3, 49)
