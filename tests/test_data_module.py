@@ -140,3 +140,37 @@ def test_synthetic_datamodule(tmp_path):
     b = next(iter(dm.train_dataloader()))
     assert b["video"].shape == (2, 4, 3, 32, 32)
     assert len(list(tmp_path.iterdir())) == 1  # one cache folder keyed by the parameters
+
+
+def test_subclass_arguments_visible_to_the_cli(tmp_path):
+    """The benchmark modules forward the shared arguments through ``**kwargs``: jsonargparse must still
+    see every one with its type and default (and the subclass's own defaults), and no others."""
+    from jsonargparse import ArgumentParser
+
+    from tc_clip import data
+
+    def cli_args(cls):
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, "d")
+        return vars(parser.get_defaults()["d"])
+
+    base = cli_args(VideoDataModule)
+    assert len(base) == 30 and base["flip"] is True and base["num_frames"] == 16
+    extra = {"split": 1, "videos_dir": None, "splits_dir": None}
+    for name, own in [
+        ("HMDB51DataModule", {"root": "data/hmdb51", **extra}),
+        ("UCF101DataModule", {"root": "data/ucf101", **extra}),
+        ("SSv2DataModule", {"root": "data/ssv2", "videos_dir": None, "annotations_dir": None, "flip": False}),
+        ("Kinetics400DataModule", {"root": "data/kinetics400", "videos_dir": None, "annotations_dir": None}),
+        ("Kinetics600DataModule", {"root": "data/kinetics400", "videos_dir": None, "annotations_dir": None}),
+    ]:
+        assert cli_args(getattr(data, name)) == {**base, **own}, name
+    synthetic = cli_args(SyntheticVideoDataModule)
+    hidden = {"train_list", "val_list", "test_list", "labels", "val_labels", "test_labels", "llm_names"}
+    hidden |= {"eval_llm_names", "root", "eval_group"}
+    assert not hidden & set(synthetic) and set(base) - hidden <= set(synthetic)
+    assert [synthetic[k] for k in ("num_frames", "input_size", "num_workers", "test_views")] == [8, 64, 2, 1]
+    assert synthetic["flip"] is True and synthetic["batch_size"] == 8 and synthetic["cache_dir"].endswith("synthetic")
+    assert data.SSv2DataModule().flip is False and data.HMDB51DataModule().flip is True
+    dm = SyntheticVideoDataModule(cache_dir=str(tmp_path))
+    assert (dm.num_frames, dm.input_size, dm.num_workers, dm.test_views, dm.test_crops) == (8, 64, 2, 1, 1)
