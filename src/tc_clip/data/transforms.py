@@ -158,18 +158,19 @@ class ClipColorJitter(torch.nn.Module):
         return float(torch.empty(()).uniform_(max(0.0, 1 - amount), 1 + amount))
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        x = clip.float()
+        x = clip.to(torch.float32, copy=True)
         order = torch.randperm(4).tolist()
         b, c, s = self._factor(self.brightness), self._factor(self.contrast), self._factor(self.saturation)
         h = float(torch.empty(()).uniform_(-self.hue, self.hue)) if self.hue > 0 else None
-        for op in order:
+        for op in order:  # x is our own float copy: update it in place
             if op == 0 and b is not None:
-                x = (x * b).clamp_(0, 255)
+                x.mul_(b).clamp_(0, 255)
             elif op == 1 and c is not None:
                 mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)
-                x = (c * x + (1 - c) * mean).clamp_(0, 255)
+                x.mul_(c).add_(mean, alpha=1 - c).clamp_(0, 255)
             elif op == 2 and s is not None:
-                x = (s * x + (1 - s) * _gray(x)).clamp_(0, 255)
+                gray = _gray(x)
+                x.mul_(s).add_(gray, alpha=1 - s).clamp_(0, 255)
             elif op == 3 and h is not None:
                 x = adjust_hue(x, h)
         return x
