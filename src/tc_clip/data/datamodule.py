@@ -479,9 +479,25 @@ def _relabel(split: SplitData, labels: str | None, errors: list[str] | None) -> 
 
 
 class _SplitsDataModule(VideoDataModule):
-    """Shared logic of HMDB-51 and UCF-101: three official splits."""
+    """Shared logic of HMDB-51 and UCF-101: three official splits, ``split`` picks one, and optional
+    ``videos_dir`` / ``splits_dir`` overriding where the videos and split files are looked for."""
 
     num_splits = 3
+    title = "the dataset"
+
+    def __init__(
+        self,
+        split: int = 1,
+        videos_dir: str | None = None,
+        splits_dir: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if split not in range(1, self.num_splits + 1):
+            raise ValueError(f"{self.title} has splits 1-{self.num_splits}, got {split}")
+        self.split = split
+        self.videos_dir = videos_dir
+        self.splits_dir = splits_dir
 
     def _read(self, split: int, train: bool, errors: list[str] | None) -> tuple[list[Sample], list[str]]:
         raise NotImplementedError
@@ -515,20 +531,10 @@ class HMDB51DataModule(_SplitsDataModule):
 
     dataset_name = "hmdb51"
 
-    def __init__(
-        self,
-        root: str = "data/hmdb51",
-        split: int = 1,
-        videos_dir: str | None = None,
-        splits_dir: str | None = None,
-        **kwargs,
-    ):
+    title = "HMDB-51"
+
+    def __init__(self, root: str = "data/hmdb51", **kwargs):
         super().__init__(root=root, **kwargs)
-        if split not in (1, 2, 3):
-            raise ValueError(f"HMDB-51 has splits 1-3, got {split}")
-        self.split = split
-        self.videos_dir = videos_dir
-        self.splits_dir = splits_dir
 
     def _read(self, split, train, errors):
         root = Path(self.root or ".")
@@ -558,20 +564,10 @@ class UCF101DataModule(_SplitsDataModule):
 
     dataset_name = "ucf101"
 
-    def __init__(
-        self,
-        root: str = "data/ucf101",
-        split: int = 1,
-        videos_dir: str | None = None,
-        splits_dir: str | None = None,
-        **kwargs,
-    ):
+    title = "UCF-101"
+
+    def __init__(self, root: str = "data/ucf101", **kwargs):
         super().__init__(root=root, **kwargs)
-        if split not in (1, 2, 3):
-            raise ValueError(f"UCF-101 has splits 1-3, got {split}")
-        self.split = split
-        self.videos_dir = videos_dir
-        self.splits_dir = splits_dir
 
     def _read(self, split, train, errors):
         root = Path(self.root or ".")
