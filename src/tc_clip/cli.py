@@ -195,12 +195,12 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True, **kwargs: Any
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tc-clip`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "check-data":
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] == "check-data":
         from tc_clip.data.check import main as check_main
 
-        return int(check_main(argv[1:]) or 0)
-    build_cli(argv)
+        return int(check_main(words[1:]) or 0)
+    build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
     return 0
 
 
