@@ -455,7 +455,10 @@ class VideoDataModule(L.LightningDataModule):
 # --- the benchmarks' own layouts --------------------------------------------------------------------
 
 
-def _first_existing(*candidates: Path) -> Path:
+def _first_existing(*candidates: Path, override: str | None = None) -> Path:
+    """``override`` when the user gave one, else the first candidate that exists (else the first)."""
+    if override:
+        return Path(override)
     for c in candidates:
         if c.exists():
             return c
@@ -530,7 +533,6 @@ class HMDB51DataModule(_SplitsDataModule):
     lists); see :class:`VideoDataModule` for the other arguments."""
 
     dataset_name = "hmdb51"
-
     title = "HMDB-51"
 
     def __init__(self, root: str = "data/hmdb51", **kwargs):
@@ -538,12 +540,9 @@ class HMDB51DataModule(_SplitsDataModule):
 
     def _read(self, split, train, errors):
         root = Path(self.root or ".")
-        splits_dir = (
-            Path(self.splits_dir)
-            if self.splits_dir
-            else _first_existing(
-                root / "testTrainMulti_7030_splits", root / "splits", root / "annotations", root
-            )
+        splits_dir = _first_existing(
+            root / "testTrainMulti_7030_splits", root / "splits", root / "annotations", root,
+            override=self.splits_dir,
         )
         samples, names = ann.read_hmdb51(splits_dir, ".", split, train, errors)
         if self.videos_dir:
@@ -563,7 +562,6 @@ class UCF101DataModule(_SplitsDataModule):
     three test lists (group ``"ucf101"``). See :class:`VideoDataModule` for the other arguments."""
 
     dataset_name = "ucf101"
-
     title = "UCF-101"
 
     def __init__(self, root: str = "data/ucf101", **kwargs):
@@ -571,12 +569,10 @@ class UCF101DataModule(_SplitsDataModule):
 
     def _read(self, split, train, errors):
         root = Path(self.root or ".")
-        splits_dir = (
-            Path(self.splits_dir)
-            if self.splits_dir
-            else _first_existing(root / "ucfTrainTestlist", root / "splits", root / "annotations", root)
+        splits_dir = _first_existing(
+            root / "ucfTrainTestlist", root / "splits", root / "annotations", root, override=self.splits_dir
         )
-        videos = Path(self.videos_dir) if self.videos_dir else _first_existing(root / "UCF-101", root)
+        videos = _first_existing(root / "UCF-101", root, override=self.videos_dir)
         return ann.read_ucf101(splits_dir, videos, split, train, errors)
 
 
@@ -604,15 +600,9 @@ class SSv2DataModule(VideoDataModule):
 
     def _official(self, split_file: str, name: str, errors) -> SplitData:
         root = Path(self.root or ".")
-        ann_dir = (
-            Path(self.annotations_dir)
-            if self.annotations_dir
-            else _first_existing(root / "labels", root / "annotations", root)
-        )
-        videos = (
-            Path(self.videos_dir)
-            if self.videos_dir
-            else _first_existing(root / "20bn-something-something-v2", root / "videos", root)
+        ann_dir = _first_existing(root / "labels", root / "annotations", root, override=self.annotations_dir)
+        videos = _first_existing(
+            root / "20bn-something-something-v2", root / "videos", root, override=self.videos_dir
         )
         samples, names = ann.read_ssv2(ann_dir / "labels.json", ann_dir / split_file, videos, errors)
         return _relabel(SplitData(name, samples, names), self.labels, errors)
@@ -649,11 +639,7 @@ class Kinetics400DataModule(VideoDataModule):
 
     def _official(self, names: tuple[str, ...], split_name: str, errors) -> SplitData:
         root = Path(self.root or ".")
-        ann_dir = (
-            Path(self.annotations_dir)
-            if self.annotations_dir
-            else _first_existing(root / "annotations", root)
-        )
+        ann_dir = _first_existing(root / "annotations", root, override=self.annotations_dir)
         csv_path = _first_existing(*(ann_dir / n for n in names))
         if self._video_index is None:
             self._video_index = ann.index_videos(self.videos_dir or root)
