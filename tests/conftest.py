@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -14,3 +16,10 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_argv(monkeypatch):
+    """Tests give the CLI its arguments as a list; pytest's own command line must not look like a second
+    set of them (LightningCLI warns when ``args=`` and ``sys.argv[1:]`` are both given)."""
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])

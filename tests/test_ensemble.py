@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from tc_clip import ensemble as E
+from tc_clip import results as R
 from tc_clip.callbacks.ensemble import WeightSpaceEnsemble, WeightSpaceSweep
 from tc_clip.data import VideoDataModule, synthetic
 from tc_clip.lightning import TCCLIPModule
@@ -421,50 +422,38 @@ def check_png(path: Path) -> None:
     assert float(image[..., :3].std()) > 0.05  # axes, points and labels drawn, not a blank canvas
 
 
-def test_plot_command_combines_runs(tmp_path):
+def test_report_command_combines_sweeps(tmp_path):
     rows = []
     for alpha in (0.0, 0.5, 1.0):
-        rows += [E.SetResult(alpha, "k400_val", 0.5 + 0.3 * alpha, 0.9, 10, 0)]
+        rows += [R.SetResult(alpha, "k400_val", 0.5 + 0.3 * alpha, 0.9, 10, 0)]
         rows += [
-            E.SetResult(alpha, f"hmdb51_split{i}", 0.5 - 0.1 * alpha + 0.01 * i, 0.8, 5, 0, group="hmdb51")
+            R.SetResult(alpha, f"hmdb51_split{i}", 0.5 - 0.1 * alpha + 0.01 * i, 0.8, 5, 0, group="hmdb51")
             for i in (1, 2, 3)
         ]
-        rows += [E.SetResult(alpha, "ucf101_split1", 0.7 - 0.2 * alpha, 0.9, 5, 0, group="ucf101")]
-    E.write_sweep_csv(tmp_path / "k400.csv", [r for r in rows if r.eval_set == "k400_val"])
-    E.write_sweep_csv(tmp_path / "zs.csv", [r for r in rows if r.eval_set != "k400_val"])
-    assert E.read_sweep_csv(tmp_path / "zs.csv") == [r for r in rows if r.eval_set != "k400_val"]
-    points = E.tradeoff_points(rows, "k400_val", ["hmdb51", "ucf101"])
+        rows += [R.SetResult(alpha, "ucf101_split1", 0.7 - 0.2 * alpha, 0.9, 5, 0, group="ucf101")]
+    R.write_sweep_csv(tmp_path / "k400.csv", [r for r in rows if r.eval_set == "k400_val"])
+    R.write_sweep_csv(tmp_path / "zs.csv", [r for r in rows if r.eval_set != "k400_val"])
+    assert R.read_sweep_csv(tmp_path / "zs.csv") == [r for r in rows if r.eval_set != "k400_val"]
+    points = R.tradeoff_points(rows, "k400_val", ["hmdb51", "ucf101"])
     hmdb = {a: sum(0.5 - 0.1 * a + 0.01 * i for i in (1, 2, 3)) / 3 for a in (0.0, 0.5, 1.0)}
     for p in points:  # a group counts once, as the mean of its splits
         assert p.zero_shot_top1 == pytest.approx((hmdb[p.alpha] + 0.7 - 0.2 * p.alpha) / 2)
         assert p.finetune_top1 == pytest.approx(0.5 + 0.3 * p.alpha)
-    out = tmp_path / "plot" / "tradeoff.png"
-    assert (
-        E.main(
-            [
-                "plot",
-                str(tmp_path / "k400.csv"),
-                str(tmp_path / "zs.csv"),
-                "--finetune-set",
-                "k400_val",
-                "--zero-shot-sets",
-                "hmdb51",
-                "ucf101",
-                "--baseline",
-                f"ViFi={tmp_path / 'zs.csv'}",
-                "-o",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    check_png(out)
-    assert json.loads(out.with_suffix(".json").read_text())["results"][0]["zero_shot"].keys() == {
+    out = tmp_path / "plot"
+    args = [str(tmp_path / "k400.csv"), str(tmp_path / "zs.csv"), "--finetune-set", "k400_val",
+            "--zero-shot-sets", "hmdb51", "ucf101", "--baseline", f"ViFi={tmp_path / 'zs.csv'}", "-o", str(out)]
+    assert R.report_main(args) == 0
+    check_png(out / "wise_tradeoff.png")
+    assert json.loads((out / "wise_sweep.json").read_text())["results"][0]["zero_shot"].keys() == {
         "hmdb51",
         "ucf101",
     }
-    with pytest.raises(SystemExit):
-        E.main(["plot", str(tmp_path / "k400.csv"), "--finetune-set", "nope", "-o", str(out)])
+    with open(out / "wise_tradeoff.csv") as f:  # the report's table: one row per ratio
+        table = list(csv.DictReader(f))
+    assert [float(r["alpha"]) for r in table] == [p.alpha for p in points]
+    assert [float(r["k400_val"]) for r in table] == pytest.approx([100 * p.finetune_top1 for p in points])
+    assert "## Weight-space ensembling" in (out / "report.md").read_text()
+    assert R.report_main([str(tmp_path / "k400.csv"), "--finetune-set", "nope", "-o", str(out)]) == 2
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -531,29 +520,20 @@ def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
         )
         == 0
     )
-    assert (
-        main(
-            [
-                "test",
-                *common,
-                "--config",
-                str(REPO / "configs/wise_sweep.yaml"),
-                "--trainer.callbacks.init_args.alphas",
-                "[0.0, 0.7, 1.0]",
-                "--trainer.default_root_dir",
-                str(root / "sweep"),
-            ]
-        )
-        == 0
-    )
+    sweep_args = ["test", *common, "--config", str(REPO / "configs/wise_sweep.yaml"),
+                  "--trainer.callbacks.init_args.alphas", "[0.0, 0.7, 1.0]", "--trainer.default_root_dir",
+                  str(root / "sweep")]
+    with pytest.warns(UserWarning, match="no trade-off plot .* tc-clip report"):
+        assert main(sweep_args) == 0
     files = sorted(p.name for p in (root / "sweep").rglob("wise_sweep_test.*"))
     assert files == ["wise_sweep_test.csv", "wise_sweep_test.json"]  # one set only: no plot
     with open(next((root / "sweep").rglob("wise_sweep_test.csv"))) as f:
         rows = list(csv.DictReader(f))
     with open(next((root / "wise").rglob("metrics.csv"))) as f:
-        wise = [r for r in csv.DictReader(f) if r.get("test/val/top1")][0]
+        wise = [r for r in csv.DictReader(f) if any(r[k] for k in r if k.startswith("test/") and k.endswith("/top1"))]
+    key = next(k for k in wise[0] if k.startswith("test/") and k.endswith("/top1") and wise[0][k])
     row = next(r for r in rows if float(r["alpha"]) == 0.7)
-    assert float(row["top1"]) == pytest.approx(float(wise["test/val/top1"]))
+    assert float(row["top1"]) == pytest.approx(float(wise[0][key]))
 
 
 def test_sweep_in_validate_and_not_inside_fit(clip_file, tmp_path):

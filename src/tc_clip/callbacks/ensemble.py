@@ -4,29 +4,148 @@
 Both work on the :class:`~tc_clip.model.TCCLIP` inside the LightningModule (``pl_module.model``) and take
 CLIP's weights from ``clip_weights`` or, by default, from the module's own ``model.pretrained`` (the CLIP
 file the run was built from; with ``model_name`` for an open_clip hub tag). The arithmetic is in
-:mod:`tc_clip.ensemble`. Under DDP every process loads the same CLIP file and ensembles its own copy of
-the (identical) weights with the same deterministic arithmetic, so all ranks hold bit-identical
-ensembled weights without communication. Sharded strategies (FSDP, DeepSpeed stage 3) are not
-supported: their parameters do not have CLIP's shapes, which is reported as a shape error.
+:mod:`tc_clip.ensemble`, the files and plots in :mod:`tc_clip.results`; :func:`evaluate` and
+:func:`sweep` run a model at given ratios outside Lightning too. Under DDP every process loads the
+same CLIP file and ensembles its own copy of the (identical) weights with the same deterministic
+arithmetic, so all ranks hold bit-identical ensembled weights without communication. Sharded
+strategies (FSDP, DeepSpeed stage 3) are not supported: their parameters do not have CLIP's shapes,
+which is reported as a shape error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
 
 from tc_clip import ensemble as E
+from tc_clip import results as R
+from tc_clip.results import SetResult
 
 _STAGE_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
 
+# ------------------------------------------------------------------------ evaluation at a ratio
+def _eval_set_fields(info: Any, position: int, default_name: str) -> dict[str, Any]:
+    return {
+        "name": str(getattr(info, "name", None) or (default_name if position == 0 else f"set{position}")),
+        "class_names": list(info.class_names),
+        "group": getattr(info, "group", None),
+        "role": getattr(info, "role", None),
+    }
+
+
+def _scores_fn(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    fn = getattr(module, "eval_scores", None)
+    if callable(fn):
+        return fn
+    from tc_clip.lightning.metrics import aggregate_views
+
+    def scores(video: Tensor) -> Tensor:  # a bare TCCLIP: the module's recipe (softmax per view, summed)
+        if video.dim() == 5:
+            video = video.unsqueeze(1)
+        b, v = video.shape[:2]
+        return aggregate_views(module(video.flatten(0, 1)).view(b, v, -1))
+
+    return scores
+
+
+def evaluate(
+    module: nn.Module,
+    dataloaders: Sequence[Iterable],
+    eval_sets: Sequence[Any],
+    alpha: float = 1.0,
+    stage: str = "test",
+    batch_to_device: Callable[[Any, int], Any] | None = None,
+    max_batches: Sequence[int | float] | None = None,
+    context: Callable[[], contextlib.AbstractContextManager] | None = None,
+) -> list[SetResult]:
+    """Evaluate ``module`` as it is on every dataloader, with the recipe of ``TCCLIPModule``'s test step:
+    the set's vocabulary, ``module.eval_scores`` (softmax per view, summed) and the deduplicating
+    :class:`~tc_clip.lightning.EvalSetAccuracy` (exact under DDP: ``compute()`` gathers every process).
+
+    ``eval_sets``: one entry per dataloader with ``name``, ``class_names`` and optionally ``group`` /
+    ``role`` (the data module's ``eval_sets(stage)``). ``alpha`` only labels the results. A bare
+    ``TCCLIP`` works too. ``batch_to_device(batch, dataloader_idx)`` defaults to moving tensors to the
+    module's device; ``max_batches`` limits each dataloader; ``context`` wraps every forward (autocast).
+    """
+    from tc_clip.lightning.metrics import EvalSetAccuracy
+
+    if len(dataloaders) != len(eval_sets):
+        raise ValueError(f"{len(dataloaders)} dataloaders but {len(eval_sets)} evaluation sets")
+    _, model = E.find_tcclip(module)
+    scores_fn = _scores_fn(module)
+    device = next(module.parameters()).device
+    if batch_to_device is None:
+        def batch_to_device(batch, _idx):
+            return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    context = context or contextlib.nullcontext
+    was_training = module.training
+    module.eval()
+    results = []
+    try:
+        for i, (loader, info) in enumerate(zip(dataloaders, eval_sets, strict=True)):
+            fields = _eval_set_fields(info, i, {"validate": "val"}.get(stage, stage))
+            if list(model.class_names) != fields["class_names"]:
+                model.set_class_names(fields["class_names"])
+            metric = EvalSetAccuracy(num_classes=len(fields["class_names"])).to(device)
+            limit = max_batches[i] if max_batches is not None else math.inf
+            for b, batch in enumerate(loader):
+                if b >= limit:
+                    break
+                batch = batch_to_device(batch, i)
+                with torch.inference_mode(), context():
+                    scores = scores_fn(batch["video"])
+                metric.update(scores, batch["label"], batch["index"], batch.get("skipped"))
+            if not metric.update_called:
+                continue
+            out = metric.compute()
+            results.append(SetResult(
+                alpha=alpha, eval_set=fields["name"], top1=float(out["top1"]), top5=float(out["top5"]),
+                videos=int(out["count"]), skipped=int(out["skipped"]), group=fields["group"],
+                role=fields["role"], stage=stage,
+            ))
+    finally:
+        module.train(was_training)
+    return results
+
+
+def sweep(
+    module: nn.Module,
+    dataloaders: Sequence[Iterable],
+    eval_sets: Sequence[Any],
+    clip_state: Mapping[str, Tensor],
+    alphas: Sequence[float],
+    on_result: Callable[[float, list[SetResult]], None] | None = None,
+    **evaluate_kwargs: Any,
+) -> list[SetResult]:
+    """Evaluate ``module`` at every ratio of ``alphas`` (see :func:`evaluate`); the fine-tuned weights
+    are restored afterwards, also on error. Ratios and CLIP shapes are checked before any evaluation.
+    ``on_result(alpha, results)`` is called after every ratio (logging)."""
+    alphas = E.check_alphas(alphas)
+    _, model = E.find_tcclip(module)
+    clip_state = E.check_clip_state(model, clip_state)
+    rows: list[SetResult] = []
+    for alpha in alphas:
+        with E.ensembled(model, clip_state, alpha):
+            results = evaluate(module, dataloaders, eval_sets, alpha=alpha, **evaluate_kwargs)
+        rows.extend(results)
+        if on_result is not None:
+            on_result(alpha, results)
+    return rows
+
+
+# --------------------------------------------------------------------------------------- callbacks
 def _stage_list(stages: str | Sequence[str], allowed: tuple[str, ...], owner: str) -> tuple[str, ...]:
     stages = (stages,) if isinstance(stages, str) else tuple(stages)
     bad = [s for s in stages if s not in allowed]
@@ -189,7 +308,7 @@ class WeightSpaceSweep(Callback):
             plus ``.../finetune_top1`` and ``.../zero_shot_top1`` when available.
 
     A run that holds only zero-shot targets (or only the fine-tuning set) writes its CSV / JSON and no
-    plot; combine the CSVs of several runs with ``python -m tc_clip.ensemble plot``. Ratios, names of sets
+    plot; ``tc-clip report`` combines the CSVs of several runs into one plot. Ratios, names of sets
     and CLIP shapes are checked in ``setup``, before any evaluation. Files are written by rank 0.
     """
 
@@ -222,8 +341,8 @@ class WeightSpaceSweep(Callback):
         self.stages = _stage_list(stages, ("test", "validate"), "WeightSpaceSweep")
         self.log_prefix = log_prefix
         self._clip_state: dict | None = None
-        self._baseline: list[E.TradeoffPoint] | None = None
-        self.results: dict[str, list[E.SetResult]] = {}
+        self._baseline: list[R.TradeoffPoint] | None = None
+        self.results: dict[str, list[SetResult]] = {}
         self.files: dict[str, dict[str, str]] = {}
 
     # --- checks before anything runs ---------------------------------------------------------------
@@ -244,12 +363,12 @@ class WeightSpaceSweep(Callback):
         if self.baseline_csv is not None and self._baseline is None:
             if not Path(self.baseline_csv).expanduser().is_file():
                 raise FileNotFoundError(f"WeightSpaceSweep: baseline_csv {self.baseline_csv} not found")
-            self._baseline = E.read_points_csv(Path(self.baseline_csv).expanduser(), self.finetune_set,
+            self._baseline = R.read_points_csv(Path(self.baseline_csv).expanduser(), self.finetune_set,
                                                self.zero_shot_sets)
 
     def _check_targets(self, eval_sets) -> None:
         try:
-            E.check_targets(self.finetune_set, self.zero_shot_sets, E.known_names(eval_sets))
+            R.check_targets(self.finetune_set, self.zero_shot_sets, R.known_names(eval_sets))
         except ValueError as err:
             raise ValueError(f"WeightSpaceSweep: {err}") from err
 
@@ -301,31 +420,31 @@ class WeightSpaceSweep(Callback):
         def log(alpha, results):
             self._log(trainer, stage, alpha, results)
 
-        rows = E.sweep(pl_module, loaders, sets, self._clip_state, self.alphas, on_result=log, stage=stage,
+        rows = sweep(pl_module, loaders, sets, self._clip_state, self.alphas, on_result=log, stage=stage,
                        batch_to_device=batch_to_device, max_batches=max_batches, context=context)
         self.results[stage] = rows
         if not trainer.is_global_zero:
             return
         base = out_dir / f"wise_sweep_{stage}"
         files = {"csv": str(base.with_suffix(".csv")), "json": str(base.with_suffix(".json"))}
-        E.write_sweep_csv(files["csv"], rows)
-        E.write_sweep_json(files["json"], rows, self.finetune_set, self.zero_shot_sets,
+        R.write_sweep_csv(files["csv"], rows)
+        R.write_sweep_json(files["json"], rows, self.finetune_set, self.zero_shot_sets,
                            extra={"stage": stage, "label": self.label})
-        points = E.tradeoff_points(rows, self.finetune_set, self.zero_shot_sets)
+        points = R.tradeoff_points(rows, self.finetune_set, self.zero_shot_sets)
         if points:
             baselines = {self.baseline_label: self._baseline} if self._baseline else None
-            ft = self.finetune_set or E.default_targets(rows)[0]
-            files["png"] = E.plot_tradeoff(points, base.with_suffix(".png"), label=self.label,
+            ft = self.finetune_set or R.default_targets(rows)[0]
+            files["png"] = R.plot_tradeoff(points, base.with_suffix(".png"), label=self.label,
                                            baselines=baselines, finetune_label=str(ft))
         else:
             rank_zero_warn(
                 "WeightSpaceSweep: no trade-off plot (this run lacks a fine-tuning set or a zero-shot set); "
-                f"combine the CSVs of several runs with: python -m tc_clip.ensemble plot {files['csv']} ..."
+                f"combine the CSVs of several runs with: tc-clip report {files['csv']} ..."
             )
         self.files[stage] = files
         rank_zero_info(f"WeightSpaceSweep: wrote {', '.join(files.values())}")
 
-    def _log(self, trainer: L.Trainer, stage: str, alpha: float, results: list[E.SetResult]) -> None:
+    def _log(self, trainer: L.Trainer, stage: str, alpha: float, results: list[SetResult]) -> None:
         if not trainer.loggers or not results:
             return
         from tc_clip.lightning.summary import EvalSetResult, summarize
@@ -339,7 +458,7 @@ class WeightSpaceSweep(Callback):
             evals = [EvalSetResult(r.eval_set, r.top1, r.top5, r.group, r.role) for r in results]
             for key, value in summarize(evals).items():
                 metrics[f"{prefix}/{key}"] = value
-        points = E.tradeoff_points(results, self.finetune_set, self.zero_shot_sets)
+        points = R.tradeoff_points(results, self.finetune_set, self.zero_shot_sets)
         if points:
             metrics[f"{prefix}/finetune_top1"] = points[0].finetune_top1
             metrics[f"{prefix}/zero_shot_top1"] = points[0].zero_shot_top1
@@ -348,4 +467,4 @@ class WeightSpaceSweep(Callback):
             logger.save()
 
 
-__all__ = ["DEFAULT_ALPHAS", "WeightSpaceEnsemble", "WeightSpaceSweep"]
+__all__ = ["DEFAULT_ALPHAS", "WeightSpaceEnsemble", "WeightSpaceSweep", "evaluate", "sweep"]
