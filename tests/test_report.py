@@ -231,6 +231,8 @@ def test_report_command_writes_markdown_csv_and_plot(tmp_path, capsys):
                                      shot=2)]), "a few-shot record needs one evaluation set"),
         (lambda p: write_run(p, [rec("test", [s("a", 0.5)], protocol="few_shot", benchmark="x")]), "no meta.shot"),
         (lambda p: write_run(p, [rec("test", [s("a", 0.5)], protocol="fewshot")]), "unknown meta.protocol"),
+        (lambda p: write_run(p, [rec("test", [s("a", float("nan"))], protocol="few_shot", benchmark="x", shot=2)]),
+         "evaluation set 'a' has no top-1"),
         (lambda p: write_run(p, [rec("val", [s("a", 0.5)], protocol="few_shot")], monitor="val/top1"),
          "monitored metric 'val/top1'"),
         (lambda p: write_run(p, [rec("test", [s("x/base", 0.5, "x", "base")], protocol="base_to_novel")]),

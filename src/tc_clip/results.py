@@ -19,10 +19,12 @@ the paper's tables (see its docstring for which record of a run counts).
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -425,12 +427,12 @@ def record_metric(record: Mapping[str, Any], name: str) -> float | None:
     stage, _, key = name.partition("/")
     if stage != record.get("stage") or not key:
         return None
+    value = (record.get("summary") or {}).get(key)
     for s in record.get("sets") or []:
         for metric in ("top1", "top5"):
             if key == f"{s.get('name')}/{metric}":
-                return s.get(metric)
-    value = (record.get("summary") or {}).get(key)
-    return float(value) if isinstance(value, (int, float)) else None
+                value = s.get(metric)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def select_record(records: Sequence[dict[str, Any]], monitor: str | None, mode: str, where: str) -> tuple[dict, str]:
@@ -518,6 +520,14 @@ def _need(run: RunResult, key: str) -> Any:
     return value
 
 
+def _top1(run: RunResult, s: Mapping[str, Any]) -> float:
+    value = s.get("top1")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ReportError(f"{run.name}: evaluation set {s.get('name')!r} has no top-1 in its record ({run.source}): "
+                          f"{value!r}")
+    return float(value)
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
@@ -534,8 +544,8 @@ def few_shot_tables(runs: Sequence[RunResult]) -> list[Table]:
             raise ReportError(f"{run.name}: a few-shot record needs one evaluation set, this one ({run.source}) "
                               f"has {[s.get('name') for s in run.sets]}")
         s = run.sets[0]
-        cells.setdefault((bench, shot), []).append(s["top1"])
-        detail.rows.append([run.name, bench, shot, run.meta.get("seed"), s.get("name"), s["top1"], run.source])
+        cells.setdefault((bench, shot), []).append(_top1(run, s))
+        detail.rows.append([run.name, bench, shot, run.meta.get("seed"), s.get("name"), _top1(run, s), run.source])
     benches = sorted({b for b, _ in cells}, key=_benchmark_key)
     shots = sorted({k for _, k in cells})
     main = Table("few_shot", "Few-shot top-1 (%)", ["benchmark", *(f"K={k}" for k in shots), "mean over K"])
@@ -566,7 +576,7 @@ def _roles(run: RunResult) -> dict[str, dict[str, float]]:
             entry = out.setdefault(group, {})
             if role in entry:
                 raise ReportError(f"{run.name}: two {role} sets for {group} in its record ({run.source})")
-            entry[role] = s["top1"]
+            entry[role] = _top1(run, s)
     return out
 
 
@@ -626,7 +636,7 @@ def zero_shot_table(runs: Sequence[RunResult]) -> Table:
         splits: dict[str, list[float]] = {}
         for s in run.sets:
             if s.get("role") is None:
-                splits.setdefault(str(s.get("group") or s.get("name")), []).append(s["top1"])
+                splits.setdefault(str(s.get("group") or s.get("name")), []).append(_top1(run, s))
         if not splits:
             raise ReportError(f"{run.name}: a zero-shot record ({run.source}) with no evaluation set")
         label = _model_label(run)
@@ -762,7 +772,7 @@ def wise_table(points: Sequence[TradeoffPoint], finetune_set: str) -> Table:
     return table
 
 
-def _wise_section(sweeps: Sequence[Path], args: Any, out: Path) -> tuple[Table | None, list[str]]:
+def _wise_section(sweeps: Sequence[Path], args: argparse.Namespace, out: Path) -> tuple[Table | None, list[str]]:
     rows = [r for path in sweeps for r in read_sweep_csv(path)]
     if len({(r.alpha, r.eval_set) for r in rows}) != len(rows):
         raise ReportError(f"the sweep CSV files hold the same (alpha, eval_set) twice: {[str(p) for p in sweeps]}")
@@ -783,9 +793,7 @@ def _wise_section(sweeps: Sequence[Path], args: Any, out: Path) -> tuple[Table |
     return wise_table(points, ft), [*files, "wise_tradeoff.png"]
 
 
-def _parser() -> Any:
-    import argparse
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tc-clip report",
         description="Turn finished runs into the paper's tables (Markdown on stdout; Markdown, CSV and plots "
@@ -810,8 +818,6 @@ def report_main(argv: Sequence[str] | None = None) -> int:
     """``tc-clip report RUN...``: the paper's tables from finished runs, as Markdown (printed, and
     ``<output>/report.md``), one CSV per table and plots (few-shot accuracy against K; the WiSE-FT
     trade-off when sweep CSVs are found). Returns the exit status (2 on bad input, with the reason)."""
-    import sys
-
     parser = _parser()
     args = parser.parse_args(argv)
     out = Path(args.output)
