@@ -34,9 +34,10 @@ class EvalSetAccuracy(Metric):
     """Top-k accuracies (k = 1 and 5 by default) of one evaluation set, deduplicated by video index.
 
     ``update(scores [B, C], label [B], index [B], skipped [B] | None)``; videos with ``label < 0``
-    (unknown) are counted in ``count`` but not in the accuracies. ``compute()`` returns a dict with
-    ``top{k}`` (fractions), ``count`` (distinct videos), ``labelled`` and ``skipped`` (videos whose file
-    could not be decoded and were replaced, as reported by the data module).
+    (unknown) or ``skipped != 0`` (the file could not be decoded: the data module hands over a stand-in)
+    are counted in ``count`` but not in the accuracies. ``compute()`` returns a dict with ``top{k}``
+    (fractions of the labelled, readable videos), ``count`` (distinct videos), ``labelled`` (those in
+    the accuracies) and ``skipped`` (distinct unreadable videos, each counted once).
     """
 
     full_state_update = False
@@ -64,10 +65,11 @@ class EvalSetAccuracy(Metric):
         self.index.append(index.to(scores.device).long().view(-1))
         # integer states: gloo cannot all-gather bool tensors
         self.hits.append(hits.long())
-        self.labelled.append((label >= 0).long())
         if skipped is None:
             skipped = torch.zeros_like(label)
-        self.skipped.append((skipped.to(scores.device).view(-1) != 0).long())
+        unreadable = skipped.to(scores.device).view(-1) != 0
+        self.labelled.append(((label >= 0) & ~unreadable).long())
+        self.skipped.append(unreadable.long())
 
     def compute(self) -> dict[str, Tensor]:
         nan = torch.tensor(float("nan"), device=self.device)
