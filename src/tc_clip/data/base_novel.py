@@ -45,7 +45,11 @@ def published_split(benchmark: str) -> PublishedSplit | None:
         return None
     d = _table()[key]
     return PublishedSplit(
-        benchmark, d["num_classes"], tuple(d["base"]), tuple(d["base_ids"]), tuple(d["novel"]),
+        benchmark,
+        d["num_classes"],
+        tuple(d["base"]),
+        tuple(d["base_ids"]),
+        tuple(d["novel"]),
         tuple(d["novel_ids"]),
     )
 

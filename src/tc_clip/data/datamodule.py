@@ -344,7 +344,8 @@ class VideoDataModule(L.LightningDataModule):
         lists, so it is logged as one, and the list is written so that the run can be repeated."""
         source = self.train_list or f"the {self.dataset_name} training split"
         samples = ann.sample_few_shot(split.samples, shot, self.seed, split.class_names, source)
-        out = self._resolve_split_dir() / f"{self.dataset_name}_{split.name}_{shot}shot_seed{self.seed}.txt"
+        stem = split.name if split.name.startswith(self.dataset_name) else f"{self.dataset_name}_{split.name}"
+        out = self._resolve_split_dir() / f"{stem}_{shot}shot_seed{self.seed}.txt"
         written: str | None = str(out)
         try:
             ann.write_list_file(samples, out, self._list_root())  # absolute paths without a root
