@@ -165,6 +165,11 @@ def test_public_k_shot_list_is_used_as_it_is(tmp_path):
     assert info["train_source"] == "seed_drawn" and info["shot"] == 2 and info["seed"] == 3
     assert Path(info["train_list"]).name == "hmdb51_split1_train_2shot_seed3.txt"
     assert [s.name for s in drawn.eval_sets("validate")] == ["hmdb51/split1"]
+    # the release's label file spells 'brush hair': the official split's 'brush_hair' maps onto it
+    spaced = write_labels(tmp_path / "release.csv", ["brush hair", "cartwheel", "catch"])
+    listed = HMDB51DataModule(**{**kw, "labels": spaced})
+    assert listed.eval_sets("validate")[0].class_names == ["brush hair", "cartwheel", "catch"]
+    assert [s.label for s in listed.splits("validate")[0].samples] == [0, 1, 2]
 
 
 # --- base-to-novel: the published split and the public files --------------------------------------------
@@ -395,12 +400,14 @@ def test_unreadable_eval_videos_are_left_out_of_top1(synth, tmp_path):
     assert sorted(Path(m.split()[2]).name for m in named) == [f"broken{k}.mp4" for k in range(5)]  # once each
 
 
-def test_eval_metric_never_counts_a_skipped_video_as_a_hit():
+def test_eval_metric_counts_a_skipped_video_once_and_never_as_a_hit():
     metric = EvalSetAccuracy(num_classes=3, top_k=(1,))
-    scores = torch.eye(3)
-    metric.update(scores, torch.tensor([0, 1, 0]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))
+    scores = torch.eye(3)  # would be a hit on video 2 if its label counted
+    metric.update(scores, torch.tensor([0, 1, -1]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))
+    metric.update(scores[2:], torch.tensor([-1]), torch.tensor([2]), torch.tensor([1]))  # DDP padding repeat
     out = metric.compute()
-    assert out["top1"].item() == 1.0 and out["skipped"].item() == 1 and out["labelled"].item() == 2
+    assert out["top1"].item() == 1.0
+    assert (out["skipped"].item(), out["labelled"].item(), out["count"].item()) == (1, 2, 3)
 
 
 # --- describe() --------------------------------------------------------------------------------------

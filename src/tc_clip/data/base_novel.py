@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-__all__ = ["PublishedSplit", "published_split", "published_base_ids"]
+__all__ = ["PublishedSplit", "name_key", "published_split", "published_base_ids"]
 
 # data-module dataset names -> keys of the JSON file
 _KEYS = {"hmdb51": "hmdb51", "ucf101": "ucf101", "k400": "kinetics400", "kinetics400": "kinetics400", "ssv2": "ssv2"}
@@ -54,7 +54,8 @@ def published_split(benchmark: str) -> PublishedSplit | None:
     )
 
 
-def _key(name: str) -> str:
+def name_key(name: str) -> str:
+    """A class name without case, spaces and punctuation: ``brush_hair`` = ``brush hair``."""
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
@@ -69,10 +70,10 @@ def published_base_ids(benchmark: str, class_names: Sequence[str], where: str) -
         raise ValueError(
             f"{where}: no published base/novel split for {benchmark!r}; set base_classes (names or a file)"
         )
-    lookup = {_key(n): i for i, n in enumerate(class_names)}
-    missing = [n for n in split.base + split.novel if _key(n) not in lookup]
+    lookup = {name_key(n): i for i, n in enumerate(class_names)}
+    missing = [n for n in split.base + split.novel if name_key(n) not in lookup]
     if not missing:
-        return [lookup[_key(n)] for n in split.base]
+        return [lookup[name_key(n)] for n in split.base]
     if len(class_names) == split.num_classes:
         warnings.warn(
             f"{where}: {len(missing)} class names of the published {benchmark} base/novel split are not in "

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from tc_clip.data import annotations as ann
 from tc_clip.data.annotations import Sample
-from tc_clip.data.base_novel import published_base_ids
+from tc_clip.data.base_novel import name_key, published_base_ids
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
 
 __all__ = [
@@ -647,18 +647,24 @@ def _first_existing(*candidates: Path, override: str | None = None) -> Path:
 
 
 def _relabel(split: SplitData, labels: str | None, errors: list[str] | None) -> SplitData:
-    """Map a split read from the dataset's annotations onto the ids of a user-given labels CSV."""
+    """Map a split read from the dataset's annotations onto the ids of a user-given labels CSV. Names
+    match exactly, else ignoring case, spaces and punctuation (the split files' ``brush_hair`` is the
+    label file's ``brush hair``) where that is unambiguous."""
     if not labels:
         return split
     names = ann.read_labels_csv(labels, errors)
     lookup = {n: i for i, n in enumerate(names)}
+    keys = [name_key(n) for n in names]
+    for n, i in {k: i for i, k in enumerate(keys) if keys.count(k) == 1}.items():
+        lookup.setdefault(n, i)
     samples = []
     for s in split.samples:
         name = split.class_names[s.label]
-        if name not in lookup:
+        found = lookup.get(name, lookup.get(name_key(name)))
+        if found is None:
             ann._fail(errors, f"{s.where}: class {name!r} is not in the label file {labels}")
             continue
-        samples.append(Sample(s.path, lookup[name], s.where))
+        samples.append(Sample(s.path, found, s.where))
     return SplitData(split.name, samples, names, group=split.group, role=split.role)
 
 

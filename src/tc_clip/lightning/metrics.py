@@ -33,11 +33,12 @@ def first_occurrence(index: Tensor) -> Tensor:
 class EvalSetAccuracy(Metric):
     """Top-k accuracies (k = 1 and 5 by default) of one evaluation set, deduplicated by video index.
 
-    ``update(scores [B, C], label [B], index [B], skipped [B] | None)``; videos with ``label < 0``
-    (unknown) or ``skipped != 0`` (the file could not be decoded: the data module hands over a stand-in)
-    are counted in ``count`` but not in the accuracies. ``compute()`` returns a dict with ``top{k}``
-    (fractions of the labelled, readable videos), ``count`` (distinct videos), ``labelled`` (those in
-    the accuracies) and ``skipped`` (distinct unreadable videos, each counted once).
+    ``update(scores [B, C], label [B], index [B], skipped [B] | None)``; videos with ``label < 0`` are
+    counted in ``count`` but not in the accuracies: unknown labels (predict) and unreadable evaluation
+    videos, which the data module hands over as a zero clip with label -1 and ``skipped`` 1.
+    ``compute()`` returns a dict with ``top{k}`` (fractions of the labelled videos), ``count``
+    (distinct videos), ``labelled`` (those in the accuracies) and ``skipped`` (distinct videos flagged
+    ``skipped``, each counted once however often DDP padding repeats it).
     """
 
     full_state_update = False
@@ -65,11 +66,10 @@ class EvalSetAccuracy(Metric):
         self.index.append(index.to(scores.device).long().view(-1))
         # integer states: gloo cannot all-gather bool tensors
         self.hits.append(hits.long())
+        self.labelled.append((label >= 0).long())
         if skipped is None:
             skipped = torch.zeros_like(label)
-        unreadable = skipped.to(scores.device).view(-1) != 0
-        self.labelled.append(((label >= 0) & ~unreadable).long())
-        self.skipped.append(unreadable.long())
+        self.skipped.append((skipped.to(scores.device).view(-1) != 0).long())
 
     def compute(self) -> dict[str, Tensor]:
         nan = torch.tensor(float("nan"), device=self.device)
