@@ -253,14 +253,10 @@ def test_public_base_to_novel_files_work_as_they_are(tmp_path):
             val_list=str(tmp_path / "base_val.txt"),
             novel_list=str(tmp_path / "novel_val.txt"),
         ).setup("validate")
-    with pytest.raises(ValueError, match="used by protocol 'base_to_novel' only"):
-        HMDB51DataModule(
-            root=str(tmp_path),
-            labels=b_csv,
-            val_list=str(tmp_path / "base_val.txt"),
-            novel_list=str(tmp_path / "novel_val.txt"),
-            novel_labels=n_csv,
-        ).setup("validate")
+    with pytest.raises(ValueError, match="novel_list is used by protocol base_to_novel only, not 'fully_supervised'"):
+        HMDB51DataModule(root=str(tmp_path), novel_list=str(tmp_path / "novel_val.txt"), novel_labels=n_csv)
+    with pytest.raises(ValueError, match="shot is used by protocol few_shot / base_to_novel only, not 'zero_shot'"):
+        HMDB51DataModule(root=str(tmp_path), protocol="zero_shot", shot=16)
 
 
 # --- zero-shot: three splits per benchmark, the whole suite in one run --------------------------------

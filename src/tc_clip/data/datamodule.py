@@ -189,6 +189,14 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         if protocol not in ("fully_supervised", "few_shot", "base_to_novel", "zero_shot"):
             raise ValueError(f"unknown protocol {protocol!r}")
+        unused = {
+            "shot": (shot is not None, ("few_shot", "base_to_novel")),
+            "base_classes": (bool(base_classes), ("base_to_novel",)),
+            "novel_list": (bool(novel_list or novel_labels), ("base_to_novel",)),
+        }
+        for name, (given, protocols) in unused.items():
+            if given and protocol not in protocols:
+                raise ValueError(f"{name} is used by protocol {' / '.join(protocols)} only, not {protocol!r}")
         for name, v in (("val_crops", val_crops), ("test_crops", test_crops)):
             if v not in (1, 3):
                 raise ValueError(f"{name} must be 1 or 3, got {v}")
@@ -437,7 +445,7 @@ class VideoDataModule(L.LightningDataModule):
     def _name_sets(self, stage: str, splits: list[SplitData]) -> list[SplitData]:
         """Clean evaluation-set names and groups (module docstring), or the config's ``eval_names``."""
         bench = self.benchmark if self._is_benchmark else None
-        group = bench or self.eval_group
+        group = self.eval_group or bench
         roles = sum(1 for s in splits if s.role == "base")
         plain = [s for s in splits if s.role is None]
         numbered = self._numbered_splits and (self.protocol == "zero_shot" or hasattr(self, "split"))
@@ -486,8 +494,6 @@ class VideoDataModule(L.LightningDataModule):
             splits = [s.subset(self._class_ids(s, self.class_subset, "class_subset")) for s in splits]
         if self.protocol == "base_to_novel":
             splits = self._base_novel_sets(splits, stage, errors)
-        elif self.novel_list:
-            raise ValueError(f"novel_list is used by protocol 'base_to_novel' only (protocol is {self.protocol!r})")
         return self._name_sets(stage, splits)
 
     def splits(self, stage: str) -> list[SplitData]:
