@@ -73,6 +73,10 @@ def test_hash_names_are_videos_in_data_module_and_check_data(synth, tmp_path):
     assert str(report).splitlines()[-1] == "OK"
     args = ["--train-list", str(lst), "--labels", synth.labels, "--root", str(videos), "--num-workers", "0"]
     assert check_main([*args, "--stages", "fit"]) == 0
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data:\n  class_path: VideoDataModule\n  init_args:\n    train_list: {tmp_path / 'nope.txt'}\n")
+    init = json.dumps({"train_list": str(lst), "labels": synth.labels, "root": str(videos), "num_workers": 0})
+    assert check_main(["--config", str(cfg), "--init-args", init, "--stages", "fit"]) == 0  # --init-args is used
     # a missing '#' video is reported, not silently dropped
     lst.write_text(lst.read_text() + "#missing.avi 1\n")
     report = run_checks(dm, ["fit"])

@@ -183,10 +183,11 @@ def build_datamodule(args: argparse.Namespace):
         data = cfg.get("data", cfg)
         if not isinstance(data, dict) or "class_path" not in data:
             raise SystemExit(f"{args.config}: expected a `data:` section with `class_path` and `init_args`")
-        class_path, init_args = data["class_path"], dict(data.get("init_args") or {})
+        class_path, init_args = args.class_path or data["class_path"], dict(data.get("init_args") or {})
     else:
-        class_path = args.class_path or "VideoDataModule"
-        init_args = dict(_load_yaml(args.init_args) or {}) if args.init_args else {}
+        class_path, init_args = args.class_path or "VideoDataModule", {}
+    if args.init_args:  # on top of the config's, as `--data.init_args` would be
+        init_args.update(_load_yaml(args.init_args) or {})
     for key in ("train_list", "val_list", "test_list", "labels", "root"):
         value = getattr(args, key)
         if value is not None:
