@@ -723,8 +723,9 @@ class HMDB51DataModule(_SplitsDataModule):
     the class folders, else ``root/videos`` or ``root/hmdb51``) and the split files
     ``<class>_test_split<N>.txt`` (default: ``root/testTrainMulti_7030_splits`` or ``root/splits``).
     ``split`` (1-3) picks the train/test split; ``protocol="zero_shot"`` evaluates all three test splits
-    (group ``"hmdb51"``). List-file arguments override the official splits (e.g. the public few-shot
-    lists); see :class:`VideoDataModule` for the other arguments."""
+    (``hmdb51/split1..3``, group ``"hmdb51"``). List-file arguments override the official splits (e.g.
+    the public few-shot lists; their paths are relative to ``videos_dir``, else ``root``); see
+    :class:`VideoDataModule` for the other arguments."""
 
     dataset_name = "hmdb51"
     title = "HMDB-51"
@@ -753,7 +754,8 @@ class UCF101DataModule(_SplitsDataModule):
     """UCF-101 as distributed: ``UCF-101/<Class>/v_*.avi`` (default: ``root/UCF-101``, else ``root``)
     and ``ucfTrainTestlist/`` with ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt`` (default:
     ``root/ucfTrainTestlist``, else ``root``). ``split`` (1-3); ``protocol="zero_shot"`` evaluates the
-    three test lists (group ``"ucf101"``). See :class:`VideoDataModule` for the other arguments."""
+    three test lists (``ucf101/split1..3``, group ``"ucf101"``). See :class:`VideoDataModule` for the
+    other arguments."""
 
     dataset_name = "ucf101"
     title = "UCF-101"
@@ -864,7 +866,7 @@ class Kinetics400DataModule(VideoDataModule):
 class Kinetics600DataModule(Kinetics400DataModule):
     """Kinetics-600, same layout as :class:`Kinetics400DataModule`. Zero-shot evaluation on the three
     splits of 160 classes new to K-400: pass the three list files as ``test_list`` (and ``val_list``)
-    with their label files as ``test_labels``; they are grouped as ``"k600"``."""
+    with their label files as ``test_labels``; they are named ``k600/split1..3``, group ``"k600"``."""
 
     dataset_name = "k600"
     _numbered_splits = True
