@@ -110,7 +110,7 @@ def test_class_folders(tmp_path):
         VideoDataModule(train_list=str(tmp_path / "train"), labels=labels).setup("fit")
 
 
-def test_few_shot_sampling_is_seeded_and_written(lists, tmp_path):
+def test_few_shot_drawn_with_a_seed_is_labelled_and_written(lists, tmp_path, caplog):
     d, labels, _ = lists
     kw = dict(
         train_list=str(d / "train.txt"),
@@ -128,46 +128,47 @@ def test_few_shot_sampling_is_seeded_and_written(lists, tmp_path):
     written = Path(a.few_shot_list).read_text().split("\n")
     assert Path(a.few_shot_list).name == "videos_train_2shot_seed1.txt"
     assert written[0] == f"{sa[0].path} {sa[0].label}"
-    # the written list reproduces the run
-    again = VideoDataModule(train_list=a.few_shot_list, labels=labels)
+    assert "different experiment from the paper's" in caplog.text
+    assert a.describe() == {
+        "protocol": "few_shot",
+        "benchmark": None,
+        "shot": 2,
+        "seed": 1,
+        "train_list": a.few_shot_list,
+        "train_source": "seed_drawn",
+    }
+    # the written list given back is used as it is (no --data.shot): the same videos, K from the list
+    again = VideoDataModule(train_list=a.few_shot_list, labels=labels, protocol="few_shot")
     assert [s.path for s in again.splits("fit")[0].samples] == [s.path for s in sa]
-    # shot is checked when the training split is read, not at construction (configs leave it to the CLI)
-    no_shot = VideoDataModule(train_list=str(d / "train.txt"), labels=labels, protocol="few_shot")
-    with pytest.raises(ValueError, match="needs shot=K"):
-        no_shot.setup("fit")
+    assert again.describe()["shot"] == 2 and again.describe()["train_source"] == "list_file"
+    # more shots than the list holds is an error, not a silent 2-shot run
+    with pytest.raises(ValueError, match=r"videos_train_2shot_seed1.txt: shot=3 asks for more videos than 4 classes"):
+        VideoDataModule(train_list=a.few_shot_list, labels=labels, protocol="few_shot", shot=3).setup("fit")
 
 
-def test_base_to_novel(lists, tmp_path):
+def test_base_to_novel_with_named_base_classes(lists, tmp_path):
     d, labels, names = lists
-    dm = VideoDataModule(
+    kw = dict(
         train_list=str(d / "train.txt"),
         val_list=str(d / "val.txt"),
         labels=labels,
         protocol="base_to_novel",
-        shot=3,
-        seed=1,
         split_dir=str(tmp_path),
     )
-    assert dm.train_class_names == names[:2]
-    train = dm.splits("fit")[0].samples
-    assert sorted(s.label for s in train) == [0, 0, 0, 1, 1, 1]
+    # a generic list has no published split: the base classes must be named, never "the first half"
+    with pytest.raises(ValueError, match="no published base/novel split .* set base_classes"):
+        VideoDataModule(**kw).setup("fit")
+    dm = VideoDataModule(**kw, base_classes=["Surfing", "brush_hair"], shot=3, seed=1)
+    assert dm.train_class_names == ["Surfing", "brush_hair"]
+    assert sorted(s.label for s in dm.splits("fit")[0].samples) == [0, 0, 0, 1, 1, 1]
     sets = dm.eval_sets("validate")
     assert [(s.name, s.role, s.class_names) for s in sets] == [
-        ("val_base", "base", names[:2]),
-        ("val_novel", "novel", names[2:]),
+        ("val/base", "base", ["Surfing", "brush_hair"]),
+        ("val/novel", "novel", ["ApplyEyeMakeup", "Juggling"]),
     ]
     novel = dm.splits("validate")[1].samples
-    assert [(Path(s.path).name, s.label) for s in novel] == [("val_c2.mp4", 0), ("val_c3.mp4", 1)]
-    custom = VideoDataModule(
-        train_list=str(d / "train.txt"),
-        val_list=str(d / "val.txt"),
-        labels=labels,
-        protocol="base_to_novel",
-        base_classes=["Surfing", "brush_hair"],
-        split_dir=str(tmp_path),
-    )
-    assert custom.train_class_names == ["Surfing", "brush_hair"]
-    assert custom.eval_sets("test")[1].class_names == ["ApplyEyeMakeup", "Juggling"]
+    assert [(Path(s.path).name, s.label) for s in novel] == [("val_c0.mp4", 0), ("val_c2.mp4", 1)]
+    assert dm.describe()["train_source"] == "seed_drawn" and dm.describe()["shot"] == 3
 
 
 def test_class_subset_and_missing_name(lists, tmp_path):
@@ -225,7 +226,7 @@ def test_ucf101_annotations(tmp_path):
     assert [s.label for s in dm.splits("validate")[0].samples] == [1]
     zs = UCF101DataModule(root=str(tmp_path), protocol="zero_shot")
     sets = zs.eval_sets("test")
-    assert [(s.name, s.group) for s in sets] == [(f"ucf101_split{k}", "ucf101") for k in (1, 2, 3)]
+    assert [(s.name, s.group) for s in sets] == [(f"ucf101/split{k}", "ucf101") for k in (1, 2, 3)]
     # a label file that lacks a class used by the annotations
     labels = write_labels(tmp_path / "labels.csv", ["ApplyEyeMakeup"])
     with pytest.raises(ValueError, match=r"trainlist01.txt:2: class 'Archery' is not in the label file"):
@@ -316,7 +317,7 @@ def test_kinetics_csv(tmp_path):
     )
     (tmp_path / "l1.txt").write_text("val/ddd.mp4 0\n")
     write_labels(tmp_path / "n.csv", ["new class"])
-    assert k600.eval_sets("test") == [EvalSetInfo("l1", ["new class"], "k600")]
+    assert k600.eval_sets("test") == [EvalSetInfo("k600/split1", ["new class"], "k600")]
 
 
 def test_stages_are_resolved_independently(lists, tmp_path):

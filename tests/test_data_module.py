@@ -56,25 +56,33 @@ def test_predict_folder_without_labels(synth):
     assert dm.eval_sets("predict") == [EvalSetInfo("predict", dm.train_class_names)]
 
 
-def test_bad_videos_skipped_counted_or_strict(synth, tmp_path):
+def test_bad_videos_left_out_of_evaluation_replaced_in_training_or_strict(synth, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00garbage" * 50)
     lines = [f"{bad} 0", f"{tmp_path / 'missing.avi'} 1"]
     lines += Path(synth.val_list).read_text().splitlines()
     lst = tmp_path / "list.txt"
     lst.write_text("\n".join(lines) + "\n")
-    dm = dm_for(synth, val_list=str(lst), root=synth.root)
-    dm.setup("validate")
+    dm = dm_for(synth, val_list=str(lst), train_list=str(lst), root=synth.root)
+    dm.setup("fit")
     ds = dm._datasets["validate"][0]
-    with pytest.warns(BadVideoWarning) as record:
+    with pytest.warns(BadVideoWarning, match="bad.mp4 .left out of the evaluation"):
         item = ds[0]
-    messages = " ".join(str(w.message) for w in record)
-    assert "bad.mp4" in messages and "missing.avi" in messages
-    assert item["skipped"].item() == 2 and item["index"].item() == 0  # bad.mp4, missing.avi, then ok
+    assert item["skipped"].item() == 1 and item["index"].item() == 0 and item["label"].item() == -1
+    assert not item["video"].any() and item["video"].shape == ds[2]["video"].shape
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BadVideoWarning)
+        warnings.simplefilter("error", BadVideoWarning)
+        again = ds[0]  # each file is named once
+        good = ds[2]
+    assert again["label"].item() == -1 and good["skipped"].item() == 0 and good["label"].item() == 0
+    with pytest.warns(BadVideoWarning, match="missing.avi"):
         batch = next(iter(dm.val_dataloader()[0]))
-    assert batch["skipped"].sum().item() == 3
+    assert batch["skipped"].tolist() == [1, 1, 0] and batch["label"].tolist()[:2] == [-1, -1]
+    # training still replaces an unreadable video by another one
+    train = dm._datasets["fit"][0]
+    with pytest.warns(BadVideoWarning, match="replaced by another training video"):
+        item = train[0]
+    assert item["skipped"].item() >= 1 and item["label"].item() >= 0 and item["video"].any()
     strict = dm_for(synth, val_list=str(lst), root=synth.root, strict=True)
     strict.setup("validate")
     with pytest.raises(Exception, match="bad.mp4"):
@@ -155,7 +163,7 @@ def test_subclass_arguments_visible_to_the_cli(tmp_path):
         return vars(parser.get_defaults()["d"])
 
     base = cli_args(VideoDataModule)
-    assert len(base) == 30 and base["flip"] is True and base["num_frames"] == 16
+    assert len(base) == 33 and base["flip"] is True and base["num_frames"] == 16
     extra = {"split": 1, "videos_dir": None, "splits_dir": None}
     for name, own in [
         ("HMDB51DataModule", {"root": "data/hmdb51", **extra}),
@@ -167,7 +175,7 @@ def test_subclass_arguments_visible_to_the_cli(tmp_path):
         assert cli_args(getattr(data, name)) == {**base, **own}, name
     synthetic = cli_args(SyntheticVideoDataModule)
     hidden = {"train_list", "val_list", "test_list", "labels", "val_labels", "test_labels", "llm_names"}
-    hidden |= {"eval_llm_names", "root", "eval_group"}
+    hidden |= {"eval_llm_names", "root", "eval_group", "novel_list", "novel_labels"}
     assert not hidden & set(synthetic) and set(base) - hidden <= set(synthetic)
     assert [synthetic[k] for k in ("num_frames", "input_size", "num_workers", "test_views")] == [8, 64, 2, 1]
     assert synthetic["flip"] is True and synthetic["batch_size"] == 8 and synthetic["cache_dir"].endswith("synthetic")

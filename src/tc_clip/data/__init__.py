@@ -11,6 +11,7 @@ from tc_clip.data.datamodule import (
     SyntheticVideoDataModule,
     UCF101DataModule,
     VideoDataModule,
+    ZeroShotSuiteDataModule,
 )
 from tc_clip.data.dataset import BadVideoWarning, VideoClipDataset
 from tc_clip.data.decoding import VideoDecodeError, read_frames
@@ -29,4 +30,5 @@ __all__ = [
     "VideoDataModule",
     "VideoDecodeError",
     "read_frames",
+    "ZeroShotSuiteDataModule",
 ]

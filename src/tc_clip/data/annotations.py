@@ -33,6 +33,7 @@ __all__ = [
     "read_ssv2",
     "read_kinetics_csv",
     "sample_few_shot",
+    "shots_per_class",
     "subset_classes",
 ]
 
@@ -131,13 +132,14 @@ def read_list_file(
     errors: list[str] | None = None,
 ) -> list[Sample]:
     """Lines ``relative/path.ext label`` (space separated; the path may contain spaces, the label is the
-    last field). Paths are joined to ``root`` (default: the list file's folder)."""
+    last field). Paths are joined to ``root`` (default: the list file's folder). Blank lines are skipped;
+    no line is a comment: HMDB-51 file names begin with ``#``."""
     root = Path(path).parent if root is None else root
     samples = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.strip()
-            if not line or line.startswith("#"):
+            if not line:
                 continue
             parts = line.rsplit(maxsplit=1)
             if len(parts) != 2:
@@ -182,7 +184,7 @@ def _is_video(name: str) -> bool:
 
 def list_videos(spec: str | Sequence[str]) -> list[Sample]:
     """Unlabelled videos (label -1) for predict: a folder (searched recursively), a list file (labels
-    optional) or video paths."""
+    optional; no line is a comment) or video paths."""
     items = [spec] if isinstance(spec, str) else list(spec)
     out: list[Sample] = []
     for item in items:
@@ -196,7 +198,7 @@ def list_videos(spec: str | Sequence[str]) -> list[Sample]:
             with open(item, encoding="utf-8") as fh:
                 for lineno, line in enumerate(fh, start=1):
                     line = line.strip()
-                    if not line or line.startswith("#"):
+                    if not line:
                         continue
                     parts = line.rsplit(maxsplit=1)
                     if len(parts) == 2 and re.fullmatch(r"-?\d+", parts[1]):
@@ -435,17 +437,38 @@ def read_kinetics_csv(
 # --- protocols -------------------------------------------------------------------------------------
 
 
-def sample_few_shot(samples: Sequence[Sample], shot: int, seed: int) -> list[Sample]:
-    """``shot`` videos per class drawn with ``random.Random(seed)`` (all of a class when it has fewer),
-    in the order of the input list."""
+def shots_per_class(samples: Sequence[Sample]) -> dict[int, int]:
+    """Number of videos of every label present in ``samples``."""
+    counts: dict[int, int] = defaultdict(int)
+    for s in samples:
+        counts[s.label] += 1
+    return dict(sorted(counts.items()))
+
+
+def sample_few_shot(
+    samples: Sequence[Sample],
+    shot: int,
+    seed: int,
+    class_names: Sequence[str] | None = None,
+    source: str = "the training list",
+) -> list[Sample]:
+    """``shot`` videos per class drawn with ``random.Random(seed)``, in the order of the input list. A
+    class with fewer than ``shot`` videos is an error (a K-shot experiment never silently has fewer)."""
+    if shot < 1:
+        raise ValueError(f"shot must be >= 1, got {shot}")
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         by_class[s.label].append(i)
+    short = [(c, len(idx)) for c, idx in sorted(by_class.items()) if len(idx) < shot]
+    if short:
+        named = ", ".join(f"{(class_names[c] if class_names else c)!r}: {n}" for c, n in short[:10])
+        raise ValueError(
+            f"{source}: shot={shot} asks for more videos than {len(short)} classes hold ({named})"
+        )
     rng = random.Random(seed)
     keep: set[int] = set()
     for label in sorted(by_class):
-        idx = by_class[label]
-        keep.update(idx if len(idx) <= shot else rng.sample(idx, shot))
+        keep.update(rng.sample(by_class[label], shot))
     return [s for i, s in enumerate(samples) if i in keep]
 
 

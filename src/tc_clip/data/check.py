@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 from tc_clip.data.decoding import VideoDecodeError, probe, read_frames
 from tc_clip.data.transforms import eval_indices
 
-__all__ = ["CheckReport", "check_data", "main"]
+__all__ = ["CheckReport", "check_data", "run_checks", "main"]
+
+STAGES = ("fit", "validate", "test")
 
 
 @dataclass
@@ -58,6 +60,9 @@ class CheckReport:
         lines.append("OK" if self.ok else f"{self.num_problems} problems")
         return "\n".join(lines)
 
+    def __str__(self) -> str:
+        return self.format()
+
 
 class _Probe(Dataset):
     def __init__(self, paths: list[str], num_frames: int):
@@ -79,11 +84,17 @@ class _Probe(Dataset):
             return path, "unreadable", str(e)
 
 
-def check_data(
-    datamodule, stages: Sequence[str] = ("fit", "validate", "test"), num_workers: int | None = None
-):
-    """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule`; returns a
-    :class:`CheckReport` (``report.ok``, ``report.format()``)."""
+def _parts(datamodule, stage: str) -> list:
+    """The list-reading modules behind ``datamodule`` for ``stage`` (a suite's members: evaluation only)."""
+    members = getattr(datamodule, "members", None)
+    if members is None:
+        return [datamodule]
+    return [] if stage == "fit" else list(members.values())
+
+
+def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | None = None) -> CheckReport:
+    """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule` (or of the members of
+    a :class:`~tc_clip.data.ZeroShotSuiteDataModule`); returns a :class:`CheckReport`."""
     report = CheckReport()
     where: dict[str, str] = {}
     order: list[str] = []
@@ -94,19 +105,20 @@ def check_data(
         report.label_problems.append(str(e))
         return report
     for stage in stages:
-        errors: list[str] = []
-        try:
-            splits = datamodule._resolve(stage, errors)
-        except (ValueError, OSError, KeyError) as e:
-            report.label_problems += errors + [f"{stage}: {e}"]
-            continue
-        report.label_problems += [m for m in errors if m not in report.label_problems]
-        samples = [s for split in splits for s in split.samples]
-        report.stages[stage] = len(samples)
-        for s in samples:
-            if s.path not in where:
-                where[s.path] = s.where
-                order.append(s.path)
+        for part in _parts(datamodule, stage):
+            errors: list[str] = []
+            try:
+                splits = part._resolve(stage, errors)
+            except (ValueError, OSError, KeyError) as e:
+                report.label_problems += errors + [f"{stage}: {e}"]
+                continue
+            report.label_problems += [m for m in errors if m not in report.label_problems]
+            samples = [s for split in splits for s in split.samples]
+            report.stages[stage] = report.stages.get(stage, 0) + len(samples)
+            for s in samples:
+                if s.path not in where:
+                    where[s.path] = s.where
+                    order.append(s.path)
     num_frames = int(getattr(datamodule, "num_frames", 1))
     workers = datamodule.num_workers if num_workers is None else num_workers
     loader = DataLoader(
@@ -128,6 +140,21 @@ def check_data(
     finally:
         torch.set_num_threads(torch_threads)
     return report
+
+
+def run_checks(datamodule, stages: str | Sequence[str] | None = None) -> CheckReport:
+    """What ``tc-clip check-data`` runs on a data module built from the same ``--config`` / ``--data.*``
+    as ``fit``: every video and label of ``stages`` (comma-separated text or a sequence; default fit,
+    validate and test). The report has ``.ok`` and a readable ``str()``; list lines are never comments,
+    so every video of a list is checked (HMDB-51 names begin with ``#``)."""
+    if stages is None:
+        stages = STAGES
+    elif isinstance(stages, str):
+        stages = [s.strip() for s in stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
+    return check_data(datamodule, stages)
 
 
 def _resolve_class(path: str):
@@ -156,10 +183,11 @@ def build_datamodule(args: argparse.Namespace):
         data = cfg.get("data", cfg)
         if not isinstance(data, dict) or "class_path" not in data:
             raise SystemExit(f"{args.config}: expected a `data:` section with `class_path` and `init_args`")
-        class_path, init_args = data["class_path"], dict(data.get("init_args") or {})
+        class_path, init_args = args.class_path or data["class_path"], dict(data.get("init_args") or {})
     else:
-        class_path = args.class_path or "VideoDataModule"
-        init_args = dict(_load_yaml(args.init_args) or {}) if args.init_args else {}
+        class_path, init_args = args.class_path or "VideoDataModule", {}
+    if args.init_args:  # on top of the config's, as `--data.init_args` would be
+        init_args.update(_load_yaml(args.init_args) or {})
     for key in ("train_list", "val_list", "test_list", "labels", "root"):
         value = getattr(args, key)
         if value is not None:
@@ -194,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TypeError, ValueError, AttributeError, ImportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    report = check_data(dm, stages)
+    try:
+        report = run_checks(dm, args.stages)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(report.format(args.limit))
     return 0 if report.ok else 1
 

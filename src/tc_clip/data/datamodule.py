@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from tc_clip.data import annotations as ann
 from tc_clip.data.annotations import Sample
+from tc_clip.data.base_novel import name_key, published_base_ids
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
 
 __all__ = [
@@ -26,12 +28,15 @@ __all__ = [
     "SSv2DataModule",
     "Kinetics400DataModule",
     "Kinetics600DataModule",
+    "ZeroShotSuiteDataModule",
 ]
 
 log = logging.getLogger(__name__)
 
 Protocol = Literal["fully_supervised", "few_shot", "base_to_novel", "zero_shot"]
+TrainSource = Literal["list_file", "seed_drawn", "dataset"]
 EVAL_STAGES = ("validate", "test", "predict")
+_SEED_IN_NAME = re.compile(r"(?:^|[_\-.])s(?:eed)?_?(\d+)(?=[_\-.]|$)")
 
 
 @dataclass
@@ -57,6 +62,7 @@ class SplitData:
     display_names: list[str] = field(default_factory=list)
     group: str | None = None
     role: str | None = None
+    number: int | None = None  # the benchmark's split number (HMDB/UCF/K-600 splits 1-3), when known
 
     def __post_init__(self):
         if not self.display_names:
@@ -70,6 +76,7 @@ class SplitData:
             display_names=[self.display_names[i] for i in keep],
             group=self.group,
             role=role if role is not None else self.role,
+            number=self.number,
         )
 
     def info(self) -> EvalSetInfo:
@@ -80,6 +87,16 @@ def _as_list(x) -> list:
     if x is None:
         return []
     return [x] if isinstance(x, str) else list(x)
+
+
+@dataclass
+class TrainInfo:
+    """How the training list came about (reported by ``describe()``)."""
+
+    source: TrainSource
+    shot: int | None = None
+    seed: int | None = None
+    list_path: str | None = None
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -95,21 +112,43 @@ class VideoDataModule(L.LightningDataModule):
     ``predict_list``: a list file, a folder of videos (searched recursively) or video paths; labels
     optional (-1). Without ``test_list`` the test stage uses the validation lists.
 
-    Protocols: ``few_shot`` samples ``shot`` training videos per class with ``seed`` and writes the list
-    to ``split_dir`` (default: the trainer's log dir, else ``~/.cache/tc_clip/splits``);
-    ``base_to_novel`` keeps the ``base_classes`` (names, or a file; default the first half of the class
-    ids) for training (``shot`` per class, default 16) and evaluates every eval list twice, on its base
-    and on its novel classes, labels remapped; ``zero_shot`` groups the eval lists under ``eval_group``.
+    Protocols (SPEC 5b: the paper's numbers come from the public list files, used as they are):
+
+    - ``few_shot``: a K-shot list given as ``train_list`` is used as it is; K is its per-class count
+      (``describe()["shot"]``). ``shot`` is then optional: more than the list holds is an error, fewer
+      draws that many per class with ``seed``. Without ``train_list`` (the dataset's own training split)
+      ``shot`` videos per class are drawn with ``seed``. A drawn list is a different experiment from the
+      paper's: it is logged as such, reported as ``train_source="seed_drawn"`` and written to
+      ``split_dir`` (default: the trainer's log dir, else ``~/.cache/tc_clip/splits``).
+    - ``base_to_novel`` with the public files: ``train_list`` ``fs_base_s{1,2,3}_train.txt`` and
+      ``labels`` the base-class CSV, ``val_list`` ``base_val.txt`` (base labels), ``novel_list``
+      ``novel_val.txt`` with ``novel_labels`` the novel-class CSV. The evaluation sets are
+      ``<benchmark>/base`` and ``<benchmark>/novel`` (roles base/novel), in validation and test.
+      Without ``novel_list`` the label file holds every class: training keeps the base classes and every
+      evaluation list is split into its base and novel classes (labels remapped to positions in the
+      base / novel list). The base classes are ``base_classes`` (names or a file), by default the
+      published split of the benchmark (:mod:`tc_clip.data.base_novel`); training on the dataset's own
+      split draws ``shot`` (default 16) per base class with ``seed``.
+    - ``zero_shot``: every evaluation list is a set of one group (the benchmark, or ``eval_group``) whose
+      top-1 is averaged as mean +- std.
+
+    Evaluation-set names (``eval_sets``): the benchmark modules use ``<benchmark>/split<k>`` (HMDB-51,
+    UCF-101, K-600 splits), ``<benchmark>/val`` (K-400, SSv2), ``<benchmark>/base`` / ``/novel``; a
+    generic list is named by its file stem. ``eval_names`` replaces them (one name per set, in order).
     ``class_subset`` (names or a file: one name a line, or a labels CSV) restricts every split to those
-    classes (e.g. the temporal / static subsets), labels remapped in the given order.
+    classes (e.g. the temporal / static subsets), labels remapped in the given order. List-file lines are
+    ``path label``; no line is a comment (HMDB-51 file names begin with ``#``).
 
     Clips: ``num_frames`` frames, ``input_size`` pixels; training uses TSN sampling and the release's
     augmentation (``flip`` off for SSv2); evaluation ``val_views`` / ``test_views`` temporal views times
-    ``val_crops`` / ``test_crops`` (1 or 3) crops. Bad videos are replaced and counted (``skipped``);
-    ``strict=True`` raises instead.
+    ``val_crops`` / ``test_crops`` (1 or 3) crops. An unreadable training video is replaced by another;
+    an unreadable evaluation video is left out of the metric and counted (``skipped``); both are named
+    in a warning. ``strict=True`` raises instead.
     """
 
     dataset_name = "videos"
+    _is_benchmark = False  # the benchmark modules: clean set names, group = benchmark
+    _numbered_splits = False  # HMDB-51, UCF-101, K-600: evaluation sets are numbered splits
 
     def __init__(
         self,
@@ -120,6 +159,8 @@ class VideoDataModule(L.LightningDataModule):
         labels: str | None = None,
         val_labels: str | list[str] | None = None,
         test_labels: str | list[str] | None = None,
+        novel_list: str | None = None,
+        novel_labels: str | None = None,
         llm_names: str | None = None,
         eval_llm_names: str | list[str] | None = None,
         root: str | None = None,
@@ -128,6 +169,7 @@ class VideoDataModule(L.LightningDataModule):
         base_classes: str | list[str] | None = None,
         class_subset: str | list[str] | None = None,
         eval_group: str | None = None,
+        eval_names: list[str] | None = None,
         split_dir: str | None = None,
         num_frames: int = 16,
         input_size: int = 224,
@@ -147,6 +189,14 @@ class VideoDataModule(L.LightningDataModule):
         super().__init__()
         if protocol not in ("fully_supervised", "few_shot", "base_to_novel", "zero_shot"):
             raise ValueError(f"unknown protocol {protocol!r}")
+        unused = {
+            "shot": (shot is not None, ("few_shot", "base_to_novel")),
+            "base_classes": (bool(base_classes), ("base_to_novel",)),
+            "novel_list": (bool(novel_list or novel_labels), ("base_to_novel",)),
+        }
+        for name, (given, protocols) in unused.items():
+            if given and protocol not in protocols:
+                raise ValueError(f"{name} is used by protocol {' / '.join(protocols)} only, not {protocol!r}")
         for name, v in (("val_crops", val_crops), ("test_crops", test_crops)):
             if v not in (1, 3):
                 raise ValueError(f"{name} must be 1 or 3, got {v}")
@@ -157,6 +207,8 @@ class VideoDataModule(L.LightningDataModule):
         self.labels = labels
         self.val_labels = val_labels
         self.test_labels = test_labels
+        self.novel_list = novel_list
+        self.novel_labels = novel_labels
         self.llm_names = llm_names
         self.eval_llm_names = eval_llm_names
         self.root = root
@@ -165,6 +217,7 @@ class VideoDataModule(L.LightningDataModule):
         self.base_classes = base_classes
         self.class_subset = class_subset
         self.eval_group = eval_group
+        self.eval_names = list(eval_names) if eval_names is not None else None
         self.split_dir = split_dir
         self.num_frames = num_frames
         self.input_size = input_size
@@ -179,7 +232,7 @@ class VideoDataModule(L.LightningDataModule):
         self.strict = strict
         self.seed = seed
         self._resolved: dict[str, list[SplitData]] = {}
-        self._few_shot_list: str | None = None
+        self._train_info: TrainInfo | None = None
         self._datasets: dict[str, list[VideoClipDataset]] = {}
 
     # --- resolving the splits ---------------------------------------------------------------------
@@ -198,9 +251,14 @@ class VideoDataModule(L.LightningDataModule):
         else:
             if names is None:
                 raise ValueError(f"{spec}: a list file needs a labels CSV ('id,name'); set `labels`")
-            samples = ann.read_list_file(spec, self.root, len(names), errors)
+            samples = ann.read_list_file(spec, self._list_root(), len(names), errors)
             default_name = Path(spec).stem
         return SplitData(name or default_name, samples, names)
+
+    def _list_root(self) -> str | None:
+        """Folder that list-file paths are relative to: ``videos_dir`` where the module has one, else
+        ``root`` (else the list file's folder)."""
+        return getattr(self, "videos_dir", None) or self.root
 
     def _llm(self, split: SplitData, path: str | None, errors: list[str] | None) -> SplitData:
         if path:
@@ -289,26 +347,137 @@ class VideoDataModule(L.LightningDataModule):
             return Path(log_dir) / "splits"
         return Path("~/.cache/tc_clip/splits").expanduser()
 
-    def _few_shot(self, split: SplitData, shot: int) -> tuple[SplitData, str]:
-        samples = ann.sample_few_shot(split.samples, shot, self.seed)
-        out = self._resolve_split_dir() / f"{self.dataset_name}_{split.name}_{shot}shot_seed{self.seed}.txt"
+    def _draw(self, split: SplitData, shot: int) -> tuple[SplitData, TrainInfo]:
+        """``shot`` videos per class drawn with ``seed``: a different experiment from the paper's public
+        lists, so it is logged as one, and the list is written so that the run can be repeated."""
+        source = self.train_list or f"the {self.dataset_name} training split"
+        samples = ann.sample_few_shot(split.samples, shot, self.seed, split.class_names, source)
+        stem = split.name if split.name.startswith(self.dataset_name) else f"{self.dataset_name}_{split.name}"
+        out = self._resolve_split_dir() / f"{stem}_{shot}shot_seed{self.seed}.txt"
+        written: str | None = str(out)
         try:
-            ann.write_list_file(samples, out, self.root)  # absolute paths without a root
-            log.info(
-                "few-shot list (%d videos, %d per class, seed %d) written to %s",
-                len(samples),
-                shot,
-                self.seed,
-                out,
-            )
+            ann.write_list_file(samples, out, self._list_root())  # absolute paths without a root
         except (OSError, ValueError) as e:
-            warnings.warn(f"could not write the few-shot list to {out}: {e}", stacklevel=2)
-        return replace(split, samples=samples), str(out)
+            warnings.warn(f"could not write the drawn few-shot list to {out}: {e}", stacklevel=2)
+            written = None
+        log.warning(
+            "%s: drew %d videos per class with seed %d from %s (%d videos, written to %s). A seed-drawn list "
+            "is a different experiment from the paper's, which uses the public K-shot list files: pass one "
+            "as train_list to reproduce it.",
+            type(self).__name__, shot, self.seed, source, len(samples), written,
+        )
+        return replace(split, samples=samples), TrainInfo("seed_drawn", shot, self.seed, written)
+
+    def _shots(self, split: SplitData, from_file: bool) -> tuple[SplitData, TrainInfo]:
+        """Few-shot training data: a list file as it is (K = its per-class count), or drawn."""
+        counts = ann.shots_per_class(split.samples)
+        if not counts:
+            raise ValueError(f"{self.train_list or type(self).__name__}: the training split is empty")
+        if not from_file:
+            shot = self.shot or (16 if self.protocol == "base_to_novel" else None)
+            if shot is None:
+                raise ValueError(
+                    f"{type(self).__name__}: protocol 'few_shot' needs the public K-shot list as train_list "
+                    "(the paper's experiment), or shot=K (--data.shot) to draw K videos per class with seed"
+                )
+            return self._draw(split, shot)
+        least, most = min(counts.values()), max(counts.values())
+        if self.shot is not None and not self.shot == least == most:
+            return self._draw(split, self.shot)  # more than the list holds: sample_few_shot's error
+        absent = len(split.class_names) - len(counts)
+        if least != most or absent:
+            warnings.warn(
+                f"{self.train_list}: the few-shot list holds {least}-{most} videos per class"
+                + (f" and none of {absent} classes" if absent else "")
+                + f"; reporting shot={least}",
+                stacklevel=2,
+            )
+        match = _SEED_IN_NAME.search(Path(str(self.train_list)).stem)
+        return split, TrainInfo("list_file", least, int(match.group(1)) if match else None, str(self.train_list))
 
     def _base_ids(self, split: SplitData) -> list[int]:
         if self.base_classes:
             return self._class_ids(split, self.base_classes, "base_classes")
-        return list(range(math.ceil(len(split.class_names) / 2)))
+        benchmark = self.benchmark or ""
+        return published_base_ids(benchmark, split.class_names, f"{type(self).__name__} '{split.name}'")
+
+    def _resolve_fit(self, errors: list[str] | None) -> list[SplitData]:
+        train = self._train_split(errors)
+        if train is None:
+            self._train_info = None
+            return []
+        from_file = bool(self.train_list) and not os.path.isdir(str(self.train_list))
+        if self.class_subset:
+            train = train.subset(self._class_ids(train, self.class_subset, "class_subset"))
+        if self.protocol == "base_to_novel" and not self.novel_list:
+            train = train.subset(self._base_ids(train))
+        if self.protocol in ("few_shot", "base_to_novel"):
+            train, self._train_info = self._shots(train, from_file)
+        else:
+            self._train_info = TrainInfo("list_file" if self.train_list else "dataset", None, None, self.train_list)
+        return [train]
+
+    def _base_novel_sets(self, splits: list[SplitData], stage: str, errors: list[str] | None) -> list[SplitData]:
+        """Base and novel evaluation sets: the public base/novel lists as they are (``novel_list``), or
+        every evaluation list split into its base and novel classes."""
+        if self.novel_list:
+            if self.base_classes:
+                raise ValueError("base_classes and novel_list exclude each other: with the public base/novel "
+                                 "lists the label files already say which classes are base and novel")
+            if len(splits) != 1:
+                raise ValueError(f"novel_list: base-to-novel with the public lists needs exactly one {stage} "
+                                 f"list (base_val.txt), got {len(splits)}")
+            labels = self.novel_labels
+            if not labels and not os.path.isdir(self.novel_list):
+                raise ValueError(f"{self.novel_list}: novel_list needs novel_labels (the novel classes' 'id,name' CSV)")
+            novel = self._from_list(self.novel_list, labels, errors, name=Path(self.novel_list).stem)
+            base = splits[0]
+            base.role, novel.role = "base", "novel"
+            return [base, novel]
+        out = []
+        for s in splits:
+            base_ids = self._base_ids(s)
+            novel_ids = [i for i in range(len(s.class_names)) if i not in set(base_ids)]
+            out.append(s.subset(base_ids, s.name, "base"))
+            out.append(s.subset(novel_ids, s.name, "novel"))
+        return out
+
+    def _name_sets(self, stage: str, splits: list[SplitData]) -> list[SplitData]:
+        """Clean evaluation-set names and groups (module docstring), or the config's ``eval_names``."""
+        bench = self.benchmark if self._is_benchmark else None
+        group = self.eval_group or bench
+        roles = sum(1 for s in splits if s.role == "base")
+        plain = [s for s in splits if s.role is None]
+        numbered = self._numbered_splits and (self.protocol == "zero_shot" or hasattr(self, "split"))
+        for pos, s in enumerate(plain if bench is not None else []):
+            if numbered and (len(plain) > 1 or self.protocol == "zero_shot"):
+                number = s.number or (pos + 1 if len(plain) > 1 else self._split_number)
+                s.name = f"{bench}/split{number}"
+            elif len(plain) == 1:
+                s.name = f"{bench}/split{self._split_number}" if numbered else f"{bench}/val"
+            else:
+                s.name = f"{bench}/{s.name}"
+        for s in splits:
+            if s.role is not None:
+                if bench is not None:
+                    s.name = f"{bench}/{s.role}" if roles == 1 else f"{bench}/{s.name}/{s.role}"
+                elif not self.novel_list:
+                    s.name = f"{s.name}/{s.role}"
+            if group is not None:
+                s.group = group
+        if self.eval_names is not None:
+            if len(self.eval_names) != len(splits):
+                raise ValueError(
+                    f"eval_names gives {len(self.eval_names)} names but the {stage} stage has {len(splits)} "
+                    f"evaluation sets ({[s.name for s in splits]})"
+                )
+            for s, name in zip(splits, self.eval_names, strict=True):
+                s.name = name
+        names = [s.name for s in splits]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"{type(self).__name__}: two {stage} evaluation sets are named {dup}; set eval_names")
+        return splits
 
     def _resolve(self, stage: str, errors: list[str] | None = None) -> list[SplitData]:
         """Read and apply the protocol to the splits of one stage ("fit", "validate", "test",
@@ -317,37 +486,15 @@ class VideoDataModule(L.LightningDataModule):
             predict = self._predict_split(errors)
             return [predict] if predict is not None else []
         if stage == "fit":
-            train = self._train_split(errors)
-            if train is None:
-                return []
-            if self.class_subset:
-                train = train.subset(self._class_ids(train, self.class_subset, "class_subset"))
-            if self.protocol == "base_to_novel":
-                train, self._few_shot_list = self._few_shot(
-                    train.subset(self._base_ids(train)), self.shot or 16
-                )
-            elif self.protocol == "few_shot":
-                if not self.shot:
-                    raise ValueError(f"{type(self).__name__}: protocol 'few_shot' needs shot=K (--data.shot)")
-                train, self._few_shot_list = self._few_shot(train, self.shot)
-            return [train]
+            return self._resolve_fit(errors)
         if stage not in ("validate", "test"):
             raise ValueError(f"unknown stage {stage!r}")
         splits = self._eval_splits(stage, errors)
         if self.class_subset:
             splits = [s.subset(self._class_ids(s, self.class_subset, "class_subset")) for s in splits]
-        if self.protocol == "zero_shot" and self.eval_group:
-            for s in splits:
-                s.group = s.group or self.eval_group
         if self.protocol == "base_to_novel":
-            new = []
-            for s in splits:
-                base = self._base_ids(s)
-                novel = [i for i in range(len(s.class_names)) if i not in set(base)]
-                new.append(s.subset(base, f"{s.name}_base", "base"))
-                new.append(s.subset(novel, f"{s.name}_novel", "novel"))
-            splits = new
-        return splits
+            splits = self._base_novel_sets(splits, stage, errors)
+        return self._name_sets(stage, splits)
 
     def splits(self, stage: str) -> list[SplitData]:
         """The resolved splits of a stage ("fit" = the training split; cached)."""
@@ -379,9 +526,49 @@ class VideoDataModule(L.LightningDataModule):
 
     @property
     def few_shot_list(self) -> str | None:
-        """Where the sampled few-shot training list was written (few-shot and base-to-novel)."""
+        """The few-shot training list: the given list file, or where the drawn one was written."""
         self.splits("fit")
-        return self._few_shot_list
+        return self._train_info.list_path if self._train_info is not None else None
+
+    @property
+    def benchmark(self) -> str | None:
+        """The benchmark (``hmdb51``, ``ucf101``, ``k400``, ``k600``, ``ssv2``; for generic lists
+        ``eval_group``): the group of its evaluation sets and the key of its published base/novel split."""
+        return self.dataset_name if self._is_benchmark else self.eval_group
+
+    @property
+    def _split_number(self) -> int:
+        return int(getattr(self, "split", 1))
+
+    def describe(self) -> dict:
+        """What experiment this data makes, for the results file: ``protocol``, ``benchmark``, ``shot``
+        (per-class count of the few-shot training list), ``seed`` (of a drawn list, or the ``s<N>`` /
+        ``seed<N>`` in a public list's name), ``train_list`` (the list file used, given or drawn) and
+        ``train_source``: ``"list_file"`` (used as given: the paper's experiment with the public lists),
+        ``"seed_drawn"`` (a different experiment) or ``"dataset"`` (the dataset's own training split).
+        The training split is read only when it is a list file or was read already (a test-only run
+        does not index a dataset's training annotations); otherwise the configured values are given."""
+        info = self._train_info
+        if "fit" not in self._resolved and self.train_list and not os.path.isdir(str(self.train_list)):
+            try:
+                self.splits("fit")
+                info = self._train_info
+            except (OSError, ValueError) as e:
+                log.warning("describe(): could not read the training list %s: %s", self.train_list, e)
+        if info is None:
+            drawn = self.protocol in ("few_shot", "base_to_novel") and not self.train_list
+            shot = (self.shot or (16 if self.protocol == "base_to_novel" else None)) if drawn else self.shot
+            source = "seed_drawn" if drawn else ("list_file" if self.train_list else "dataset")
+            info = TrainInfo(source, shot, self.seed if drawn else None, self.train_list)
+        few = self.protocol in ("few_shot", "base_to_novel")
+        return {
+            "protocol": self.protocol,
+            "benchmark": self.benchmark,
+            "shot": info.shot if few else None,
+            "seed": info.seed if few else None,
+            "train_list": info.list_path,
+            "train_source": info.source,
+        }
 
     def setup(self, stage: str | None = None) -> None:
         stages = ["fit", "validate", "test", "predict"] if stage is None else [stage]
@@ -466,18 +653,24 @@ def _first_existing(*candidates: Path, override: str | None = None) -> Path:
 
 
 def _relabel(split: SplitData, labels: str | None, errors: list[str] | None) -> SplitData:
-    """Map a split read from the dataset's annotations onto the ids of a user-given labels CSV."""
+    """Map a split read from the dataset's annotations onto the ids of a user-given labels CSV. Names
+    match exactly, else ignoring case, spaces and punctuation (the split files' ``brush_hair`` is the
+    label file's ``brush hair``) where that is unambiguous."""
     if not labels:
         return split
     names = ann.read_labels_csv(labels, errors)
     lookup = {n: i for i, n in enumerate(names)}
+    keys = [name_key(n) for n in names]
+    for n, i in {k: i for i, k in enumerate(keys) if keys.count(k) == 1}.items():
+        lookup.setdefault(n, i)
     samples = []
     for s in split.samples:
         name = split.class_names[s.label]
-        if name not in lookup:
+        found = lookup.get(name, lookup.get(name_key(name)))
+        if found is None:
             ann._fail(errors, f"{s.where}: class {name!r} is not in the label file {labels}")
             continue
-        samples.append(Sample(s.path, lookup[name], s.where))
+        samples.append(Sample(s.path, found, s.where))
     return SplitData(split.name, samples, names, group=split.group, role=split.role)
 
 
@@ -487,6 +680,8 @@ class _SplitsDataModule(VideoDataModule):
 
     num_splits = 3
     title = "the dataset"
+    _is_benchmark = True
+    _numbered_splits = True
 
     def __init__(
         self,
@@ -508,7 +703,9 @@ class _SplitsDataModule(VideoDataModule):
     def _official(self, split: int, train: bool, errors: list[str] | None) -> SplitData:
         samples, names = self._read(split, train, errors)
         name = f"{self.dataset_name}_split{split}" + ("_train" if train else "")
-        return _relabel(SplitData(name, samples, names), self.labels, errors)
+        out = _relabel(SplitData(name, samples, names), self.labels, errors)
+        out.number = split
+        return out
 
     def _official_train(self, errors):
         return self._official(self.split, True, errors)
@@ -517,10 +714,7 @@ class _SplitsDataModule(VideoDataModule):
         if stage == "predict":
             return []
         if self.protocol == "zero_shot":
-            splits = [self._official(k, False, errors) for k in range(1, self.num_splits + 1)]
-            for s in splits:
-                s.group = self.eval_group or self.dataset_name
-            return splits
+            return [self._official(k, False, errors) for k in range(1, self.num_splits + 1)]
         return [self._official(self.split, False, errors)]
 
 
@@ -529,8 +723,9 @@ class HMDB51DataModule(_SplitsDataModule):
     the class folders, else ``root/videos`` or ``root/hmdb51``) and the split files
     ``<class>_test_split<N>.txt`` (default: ``root/testTrainMulti_7030_splits`` or ``root/splits``).
     ``split`` (1-3) picks the train/test split; ``protocol="zero_shot"`` evaluates all three test splits
-    (group ``"hmdb51"``). List-file arguments override the official splits (e.g. the public few-shot
-    lists); see :class:`VideoDataModule` for the other arguments."""
+    (``hmdb51/split1..3``, group ``"hmdb51"``). List-file arguments override the official splits (e.g.
+    the public few-shot lists; their paths are relative to ``videos_dir``, else ``root``); see
+    :class:`VideoDataModule` for the other arguments."""
 
     dataset_name = "hmdb51"
     title = "HMDB-51"
@@ -559,7 +754,8 @@ class UCF101DataModule(_SplitsDataModule):
     """UCF-101 as distributed: ``UCF-101/<Class>/v_*.avi`` (default: ``root/UCF-101``, else ``root``)
     and ``ucfTrainTestlist/`` with ``classInd.txt``, ``trainlist0N.txt``, ``testlist0N.txt`` (default:
     ``root/ucfTrainTestlist``, else ``root``). ``split`` (1-3); ``protocol="zero_shot"`` evaluates the
-    three test lists (group ``"ucf101"``). See :class:`VideoDataModule` for the other arguments."""
+    three test lists (``ucf101/split1..3``, group ``"ucf101"``). See :class:`VideoDataModule` for the
+    other arguments."""
 
     dataset_name = "ucf101"
     title = "UCF-101"
@@ -584,6 +780,7 @@ class SSv2DataModule(VideoDataModule):
     left/right classes). See :class:`VideoDataModule` for the other arguments."""
 
     dataset_name = "ssv2"
+    _is_benchmark = True
 
     def __init__(
         self,
@@ -624,6 +821,7 @@ class Kinetics400DataModule(VideoDataModule):
     ``test_labels``. See :class:`VideoDataModule` for the other arguments."""
 
     dataset_name = "k400"
+    _is_benchmark = True
 
     def __init__(
         self,
@@ -668,16 +866,10 @@ class Kinetics400DataModule(VideoDataModule):
 class Kinetics600DataModule(Kinetics400DataModule):
     """Kinetics-600, same layout as :class:`Kinetics400DataModule`. Zero-shot evaluation on the three
     splits of 160 classes new to K-400: pass the three list files as ``test_list`` (and ``val_list``)
-    with their label files as ``test_labels``; they are grouped as ``"k600"``."""
+    with their label files as ``test_labels``; they are named ``k600/split1..3``, group ``"k600"``."""
 
     dataset_name = "k600"
-
-    def _eval_splits(self, stage, errors):
-        splits = super()._eval_splits(stage, errors)
-        if self.protocol == "zero_shot":
-            for s in splits:
-                s.group = s.group or self.eval_group or "k600"
-        return splits
+    _numbered_splits = True
 
 
 class SyntheticVideoDataModule(VideoDataModule):
@@ -735,6 +927,8 @@ class SyntheticVideoDataModule(VideoDataModule):
             labels=str(root / "labels.csv"),
             val_labels=None,
             test_labels=None,
+            novel_list=None,
+            novel_labels=None,
             llm_names=None,
             eval_llm_names=None,
             root=str(root),
@@ -756,3 +950,109 @@ class SyntheticVideoDataModule(VideoDataModule):
     def _resolve(self, stage, errors=None):
         self.prepare_data()  # idempotent; also covers use without a Trainer
         return super()._resolve(stage, errors)
+
+
+_SUITE_SHARED = ("num_frames", "input_size", "batch_size", "eval_batch_size", "num_workers", "test_views",
+                 "test_crops", "val_views", "val_crops")
+
+
+class ZeroShotSuiteDataModule(L.LightningDataModule):
+    """The paper's zero-shot suite in one evaluation run: HMDB-51 (3 splits), UCF-101 (3 splits) and
+    K-600 (3 splits of 160 classes new to K-400), each a zero-shot member module.
+
+    ``eval_sets(stage)`` and the validation/test dataloaders are those of ``hmdb51``, ``ucf101`` and
+    ``k600`` in that order (members left ``None`` are skipped): ``hmdb51/split1..3``, ``ucf101/split1..3``,
+    ``k600/split1..3``, grouped per benchmark for mean +- std. ``eval_names`` renames the concatenated
+    sets. The clip and loader options (``num_frames``, ``input_size``, ``batch_size``, views, crops,
+    ``num_workers``) are the suite's and are handed to every member; a member that sets one of them to
+    another value is an error. Members run with ``protocol="zero_shot"``. Evaluation only: there is no
+    training data (zero-shot training is :class:`Kinetics400DataModule`)."""
+
+    def __init__(
+        self,
+        hmdb51: HMDB51DataModule | None = None,
+        ucf101: UCF101DataModule | None = None,
+        k600: Kinetics600DataModule | None = None,
+        eval_names: list[str] | None = None,
+        num_frames: int = 16,
+        input_size: int = 224,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        val_views: int = 2,
+        val_crops: int = 1,
+        test_views: int = 2,
+        test_crops: int = 1,
+    ):
+        super().__init__()
+        self.members: dict[str, VideoDataModule] = {
+            k: m for k, m in (("hmdb51", hmdb51), ("ucf101", ucf101), ("k600", k600)) if m is not None
+        }
+        if not self.members:
+            raise ValueError("ZeroShotSuiteDataModule: give at least one of hmdb51, ucf101, k600")
+        self.eval_names = list(eval_names) if eval_names is not None else None
+        self.num_frames, self.input_size = num_frames, input_size
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.val_views, self.val_crops = val_views, val_crops
+        self.test_views, self.test_crops = test_views, test_crops
+        defaults = inspect.signature(VideoDataModule.__init__).parameters
+        for key, member in self.members.items():
+            if member.protocol not in ("zero_shot", "fully_supervised"):
+                raise ValueError(f"{key}.protocol is {member.protocol!r}; the zero-shot suite evaluates zero-shot")
+            member.protocol = "zero_shot"
+            given = {opt: getattr(member, opt) for opt in _SUITE_SHARED}
+            for opt in _SUITE_SHARED:
+                mine, suite = given[opt], getattr(self, opt)
+                default = given["batch_size"] if opt == "eval_batch_size" else defaults[opt].default
+                if mine not in (default, suite):
+                    raise ValueError(f"{key}.{opt}={mine} contradicts the suite's {opt}={suite}; set it on the suite")
+                setattr(member, opt, suite)
+
+    def prepare_data(self) -> None:
+        for m in self.members.values():
+            m.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        for m in self.members.values():
+            m.setup(stage)
+
+    def eval_sets(self, stage: str) -> list[EvalSetInfo]:
+        """The members' evaluation sets of ``stage``, concatenated (renamed by ``eval_names``)."""
+        if stage == "predict":
+            return []
+        sets = [info for m in self.members.values() for info in m.eval_sets(stage)]
+        if self.eval_names is not None:
+            if len(self.eval_names) != len(sets):
+                raise ValueError(
+                    f"eval_names gives {len(self.eval_names)} names but the suite has {len(sets)} {stage} "
+                    f"sets ({[s.name for s in sets]})"
+                )
+            sets = [replace(s, name=n) for s, n in zip(sets, self.eval_names, strict=True)]
+        names = [s.name for s in sets]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"ZeroShotSuiteDataModule: two {stage} evaluation sets are named {dup}; set eval_names")
+        return sets
+
+    @property
+    def train_class_names(self) -> list[str]:
+        """No training data: the class names of the first evaluation set."""
+        return next(iter(self.members.values())).train_class_names
+
+    def describe(self) -> dict:
+        return {
+            "protocol": "zero_shot",
+            "benchmark": None,
+            "benchmarks": list(self.members),
+            "shot": None,
+            "seed": None,
+            "train_list": None,
+            "train_source": None,
+        }
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [dl for m in self.members.values() for dl in m.val_dataloader()]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [dl for m in self.members.values() for dl in m.test_dataloader()]

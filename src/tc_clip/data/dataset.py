@@ -24,7 +24,7 @@ __all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
 
 
 class BadVideoWarning(UserWarning):
-    """A video could not be read and was replaced by another sample."""
+    """A video could not be read: replaced by another sample (training) or left out (evaluation)."""
 
 
 class VideoClipDataset(Dataset):
@@ -34,9 +34,10 @@ class VideoClipDataset(Dataset):
     ``float [T, 3, S, S]``. ``train=False``: ``views`` deterministic temporal views times ``crops`` (1 or
     3) spatial crops; ``video`` is ``float [views * crops, T, 3, S, S]`` (view-major).
 
-    A missing or undecodable video is replaced by another sample of the dataset (random in training,
-    the next index in evaluation), with a :class:`BadVideoWarning` naming the file; ``skipped`` counts
-    the replacements. ``strict=True`` raises instead.
+    A missing or undecodable training video is replaced by another random sample; ``skipped`` counts
+    the replacements. An unreadable evaluation video is not replaced (that would count another video
+    twice): its item is a zero clip with ``label`` -1 and ``skipped`` 1, which the metrics leave out.
+    Each file is named once in a :class:`BadVideoWarning`. ``strict=True`` raises instead.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class VideoClipDataset(Dataset):
         self.return_path = return_path
         self.max_retries = max_retries
         self.transform = train_transform(input_size, flip=flip) if train else None
+        self._warned: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -90,10 +92,33 @@ class VideoClipDataset(Dataset):
         out = [eval_transform(v, self.input_size, self.crops) for v in views]  # each [crops, T, 3, S, S]
         return torch.cat(out)
 
+    def _blank(self) -> torch.Tensor:
+        """The stand-in for an unreadable evaluation video (its label -1 keeps it out of the metric)."""
+        size = self.input_size
+        return torch.zeros(self.views * self.crops, self.num_frames, 3, size, size)
+
+    def _warn(self, path: str, error: Exception, action: str) -> None:
+        if path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"unreadable video {path} ({action}): {error}", BadVideoWarning, stacklevel=3)
+
+    def _unreadable(self, index: int, error: Exception) -> dict:
+        self._warn(self.samples[index].path, error, "left out of the evaluation")
+        item = self._item(index, index, self._blank(), 1)
+        item["label"] = torch.tensor(-1, dtype=torch.long)
+        return item
+
     def __getitem__(self, index: int) -> dict:
+        if not self.train:
+            try:
+                video = self.load(index)
+            except (FileNotFoundError, VideoDecodeError, OSError) as e:
+                if self.strict:
+                    raise
+                return self._unreadable(index, e)
+            return self._item(index, index, video, 0)
         skipped = 0
         current = index
-        tried: list[str] = []
         while True:
             try:
                 video = self.load(current)
@@ -102,19 +127,18 @@ class VideoClipDataset(Dataset):
                 if self.strict:
                     raise
                 path = self.samples[current].path
-                tried.append(path)
-                warnings.warn(f"skipping unreadable video {path}: {e}", BadVideoWarning, stacklevel=2)
+                self._warn(path, e, "replaced by another training video")
                 skipped += 1
                 if skipped > self.max_retries or len(self.samples) < 2:
                     raise RuntimeError(
                         f"{skipped} videos in a row could not be read (last: {path}); check the data "
                         f"with `tc-clip check-data`"
                     ) from e
-                if self.train:
-                    current = random.randrange(len(self.samples) - 1)
-                    current += current >= index
-                else:
-                    current = (index + skipped) % len(self.samples)
+                current = random.randrange(len(self.samples) - 1)
+                current += current >= index
+        return self._item(index, current, video, skipped)
+
+    def _item(self, index: int, current: int, video: torch.Tensor, skipped: int) -> dict:
         s = self.samples[current]
         item = {
             "video": video,

@@ -33,10 +33,12 @@ def first_occurrence(index: Tensor) -> Tensor:
 class EvalSetAccuracy(Metric):
     """Top-k accuracies (k = 1 and 5 by default) of one evaluation set, deduplicated by video index.
 
-    ``update(scores [B, C], label [B], index [B], skipped [B] | None)``; videos with ``label < 0``
-    (unknown) are counted in ``count`` but not in the accuracies. ``compute()`` returns a dict with
-    ``top{k}`` (fractions), ``count`` (distinct videos), ``labelled`` and ``skipped`` (videos whose file
-    could not be decoded and were replaced, as reported by the data module).
+    ``update(scores [B, C], label [B], index [B], skipped [B] | None)``; videos with ``label < 0`` are
+    counted in ``count`` but not in the accuracies: unknown labels (predict) and unreadable evaluation
+    videos, which the data module hands over as a zero clip with label -1 and ``skipped`` 1.
+    ``compute()`` returns a dict with ``top{k}`` (fractions of the labelled videos), ``count``
+    (distinct videos), ``labelled`` (those in the accuracies) and ``skipped`` (distinct videos flagged
+    ``skipped``, each counted once however often DDP padding repeats it).
     """
 
     full_state_update = False
