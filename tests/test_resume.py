@@ -4,6 +4,7 @@ Also the sampler and per-sample seeding on their own."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ def fit_args(cache: Path, root: Path, workers: int) -> list[str]:
         "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
         "--model.mixup_alpha", "0.8", "--model.cutmix_alpha", "1.0",  # the per-batch draws are resumed too
-        "--last_every_n_steps", "2",
+        "--last_every_n_steps", "2", "--trainer.log_every_n_steps", "1",
     ]
 
 
@@ -56,6 +57,12 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
+def step_losses(version_dir: Path) -> list[tuple[int, str]]:
+    """``(step, train/loss_step)`` rows of a CSVLogger metrics.csv, in file order."""
+    with open(version_dir / "metrics.csv", newline="") as f:
+        return [(int(r["step"]), r["train/loss_step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     """The synthetic cache and the final weights of an uninterrupted run (0 workers)."""
@@ -63,13 +70,13 @@ def reference(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
     cache = base / "cache"
     proc = run_cli(fit_args(cache, base / "runs", workers=0), base)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return cache, weights(base / "runs/version_0/checkpoints/last.ckpt")
+    return cache, weights(base / "runs/version_0/checkpoints/last.ckpt"), step_losses(base / "runs/version_0")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers, kill_at", [(0, 5), (2, 9)])
 def test_killed_and_resumed_run_ends_bit_identical(reference, tmp_path, workers, kill_at):
-    cache, expected = reference
+    cache, expected, expected_losses = reference
     root = tmp_path / "runs"
     args = fit_args(cache, root, workers)
     killed = run_cli(args + ["--trainer.callbacks+=test_resume.KillAt", f"--trainer.callbacks.global_step={kill_at}"],
@@ -91,8 +98,10 @@ def test_killed_and_resumed_run_ends_bit_identical(reference, tmp_path, workers,
     assert got.keys() == expected.keys()
     differ = [k for k in expected if not torch.equal(got[k], expected[k])]
     assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
-    rows = (root / "version_0/metrics.csv").read_text().splitlines()
-    assert len([r for r in rows if r.startswith("epoch")]) == 1  # one header: the log was continued
+    # the log was continued: the killed run's rows before the checkpoint, then the resumed run's, equal
+    # to the uninterrupted run's (every step once)
+    assert len(expected_losses) == 2 * STEPS_PER_EPOCH
+    assert step_losses(root / "version_0") == expected_losses
 
 
 # --------------------------------------------------------------------------------- units

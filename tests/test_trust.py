@@ -24,9 +24,10 @@ import torch
 from tc_clip.cli import main
 from tc_clip.lightning.checkpointing import (
     CheckpointError,
+    ContinuingCSVLogger,
     find_last_checkpoint,
     resolve_ckpt_path,
-    resume_version,
+    resume_point,
     validate_checkpoint,
 )
 from tc_clip.lightning.guards import NonFiniteError, NonFiniteGuard
@@ -133,11 +134,24 @@ def test_ckpt_path_last_without_a_readable_file(tmp_path):
         resolve_ckpt_path(str(root / "missing.ckpt"), "test", root)
 
 
-def test_resume_version_of_a_checkpoint(tmp_path):
-    ckpt = _ckpt(tmp_path / "runs/version_3/checkpoints/last.ckpt", 1, time.time())
-    assert resume_version(str(ckpt), tmp_path / "runs") == 3
-    assert resume_version(str(ckpt), tmp_path / "elsewhere") is None
-    assert resume_version(None, tmp_path / "runs") is None
+def test_resume_point_of_a_checkpoint(tmp_path):
+    ckpt = _ckpt(tmp_path / "runs/version_3/checkpoints/last.ckpt", 7, time.time())
+    assert resume_point(str(ckpt), tmp_path / "runs") == (3, 7)
+    assert resume_point(str(ckpt), tmp_path / "elsewhere") is None
+    assert resume_point(None, tmp_path / "runs") is None
+
+
+def test_csv_log_of_a_resumed_run_keeps_the_rows_before_the_checkpoint(tmp_path):
+    folder = tmp_path / "version_0"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text("epoch,step,train/loss\n0,3,1.5\n0,4,1.2\n0,5,1.1\n")
+    logger = ContinuingCSVLogger(save_dir=tmp_path, name="", version=0, resume_step=5)
+    logger.log_metrics({"train/loss": 1.0, "val/top1": 0.5}, step=5)
+    logger.save()
+    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    assert [(r["step"], r["train/loss"], r["val/top1"]) for r in rows] == [
+        ("3", "1.5", ""), ("4", "1.2", ""), ("5", "1.0", "0.5")
+    ]
 
 
 # ------------------------------------------------------------------------ code in checkpoint files

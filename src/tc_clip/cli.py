@@ -39,17 +39,18 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.callbacks.predict_writer import PredictionWriter
 from tc_clip.lightning.checkpointing import (
     CheckpointError,
+    ContinuingCSVLogger,
     LastCheckpoint,
     SamplerResume,
     find_last_checkpoint,  # noqa: F401 - kept importable from tc_clip.cli
     resolve_ckpt_path,
-    resume_version,
+    resume_point,
 )
 from tc_clip.lightning.guards import NonFiniteGuard
 from tc_clip.lightning.module import TCCLIPModule
@@ -147,10 +148,10 @@ class TCCLIPCLI(LightningCLI):
         logger = cfg.get("logger")
         if logger is None or logger is True:
             ckpt = self._get(self.config_init, "ckpt_path") if self.subcommand == "fit" else None
-            version = resume_version(ckpt, root)  # a resumed fit logs into its own version folder
+            version, step = resume_point(ckpt, root) or (None, None)  # a resumed fit continues its folder
             tb = TensorBoardLogger(save_dir=root, name="", version=version, default_hp_metric=False)
             # CSV first: it creates the shared version folder before TensorBoard writes into it
-            kwargs["logger"] = [CSVLogger(save_dir=root, name="", version=tb.version), tb]
+            kwargs["logger"] = [ContinuingCSVLogger(save_dir=root, name="", version=tb.version, resume_step=step), tb]
             logger = kwargs["logger"]
         has_logger = bool(logger) and logger is not False
         callbacks = list(cfg.get("callbacks") or [])

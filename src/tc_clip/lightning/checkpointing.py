@@ -3,6 +3,7 @@ resume from, refusing files that are unsafe or unreadable, and restoring the tra
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import warnings
@@ -15,18 +16,22 @@ import fsspec
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.data.sampler import ResumableSampler
 
 __all__ = [
     "CheckpointError",
+    "ContinuingCSVLogger",
     "LastCheckpoint",
     "SamplerResume",
     "check_ckpt_path",
     "find_last_checkpoint",
     "resolve_ckpt_path",
-    "resume_version",
+    "resume_point",
     "validate_checkpoint",
 ]
 
@@ -170,6 +175,7 @@ def validate_checkpoint(path: str | os.PathLike) -> None:
     path = str(path)
     if _protocol(path) != "file":
         return  # fsspec remote (s3://, gs://, ...): Lightning loads these with weights_only=True
+    path = path.removeprefix("file://")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
@@ -204,9 +210,9 @@ def find_last_checkpoint(root: str | os.PathLike, dirpath: str | os.PathLike | N
     return None
 
 
-def resume_version(ckpt_path: str | None, root: str | os.PathLike) -> int | None:
-    """The ``version_N`` folder of ``root`` that holds ``ckpt_path`` (so a resumed run logs into its own
-    folder), else ``None``."""
+def resume_point(ckpt_path: str | None, root: str | os.PathLike) -> tuple[int, int] | None:
+    """``(N, global step)`` when ``ckpt_path`` lies in ``root/version_N`` (so a resumed run logs into its
+    own folder, from that step on), else ``None``."""
     if not ckpt_path or _protocol(str(ckpt_path)) != "file" or not os.path.isfile(ckpt_path):
         return None
     try:
@@ -214,7 +220,51 @@ def resume_version(ckpt_path: str | None, root: str | os.PathLike) -> int | None
     except ValueError:
         return None
     m = re.fullmatch(r"version_(\d+)", rel.parts[0]) if len(rel.parts) > 1 else None
-    return int(m.group(1)) if m else None
+    if not m:
+        return None
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0)
+    return int(m.group(1)), int(step)
+
+
+class _ContinuingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, resume_step: int | None) -> None:
+        self._resume_step = resume_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        # Lightning deletes an existing metrics.csv here; keep the rows logged before the checkpoint
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+            reader = csv.DictReader(f)
+            rows, keys = list(reader), list(reader.fieldnames or [])
+        if self._resume_step is not None:
+            rows = [r for r in rows if not r.get("step") or float(r["step"]) < self._resume_step]
+        with self._fs.open(self.metrics_file_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` survives a resume into the same version folder (Lightning's
+    deletes it): the rows of steps before ``resume_step`` (the checkpoint's global step) are kept, later
+    ones dropped, since the resumed run logs them again. Rows are written at every logging step, so a
+    killed run keeps them."""
+
+    def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("flush_logs_every_n_steps", 1)
+        super().__init__(*args, **kwargs)
+        self._resume_step = resume_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(self.log_dir, self._resume_step)
+        return self._experiment
 
 
 def resolve_ckpt_path(

@@ -21,14 +21,12 @@ def _where(trainer: L.Trainer) -> str:
 
 
 def non_finite_tensors(tensors: dict[str, Tensor], limit: int = 5) -> list[str]:
-    """Names of (at most ``limit``) floating-point tensors holding NaN or inf."""
-    bad: list[str] = []
-    for name, t in tensors.items():
-        if isinstance(t, Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad.append(name)
-            if len(bad) >= limit:
-                break
-    return bad
+    """Names of (at most ``limit``) floating-point tensors holding NaN or inf (one device sync)."""
+    named = [(k, t) for k, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and t.numel()]
+    if not named:
+        return []
+    flags = torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named]).tolist()
+    return [k for (k, _), ok in zip(named, flags, strict=True) if not ok][:limit]
 
 
 class NonFiniteGuard(Callback):
@@ -45,6 +43,7 @@ class NonFiniteGuard(Callback):
         if check_weights_every_n_steps < 0:
             raise ValueError("check_weights_every_n_steps must be >= 0")
         self.check_weights_every_n_steps = check_weights_every_n_steps
+        self._checked_step = -1
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
         value = float(loss.detach())
@@ -58,8 +57,9 @@ class NonFiniteGuard(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        n = self.check_weights_every_n_steps
-        if n and trainer.global_step % n == 0:
+        n, step = self.check_weights_every_n_steps, trainer.global_step
+        if n and step % n == 0 and step != self._checked_step:  # once per optimiser step
+            self._checked_step = step
             params = {k: p.detach() for k, p in pl_module.named_parameters() if p.requires_grad}
             bad = non_finite_tensors(params)
             if bad:
