@@ -189,9 +189,9 @@ class TCCLIPModule(L.LightningModule):
             switch_prob=self.hparams.mix_switch_prob,
             label_smoothing=self.hparams.label_smoothing,
         )
-        with step_rng(self.current_epoch, batch_idx):  # a resumed run draws the same mixing
+        with step_rng(self.current_epoch, batch_idx):  # a resumed run makes the same random draws
             video, target = mixup(video, label)
-        logits = self.model(video)
+            logits = self.model(video)  # (aggregation "random" draws too)
         loss = soft_target_cross_entropy(logits, target)
         bs = video.shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
