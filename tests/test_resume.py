@@ -23,15 +23,25 @@ STEPS_PER_EPOCH = 6  # 12 training videos, batch 2
 
 
 class KillAt(L.Callback):
-    """Test helper: the process SIGKILLs itself when training reaches ``global_step`` (before that step's
-    batch runs; the checkpoint of the previous step, if any, is already written)."""
+    """Test helper: the process SIGKILLs itself when training reaches ``global_step``: before that step's
+    batch runs (the checkpoint of the previous step, if any, is written), or with ``in_validation`` in the
+    first validation batch after it."""
 
-    def __init__(self, global_step: int) -> None:
+    def __init__(self, global_step: int, in_validation: bool = False) -> None:
         self.global_step = global_step
+        self.in_validation = in_validation
+
+    def _kill(self, trainer) -> None:
+        if trainer.global_step == self.global_step and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.global_step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if not self.in_validation:
+            self._kill(trainer)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.in_validation:
+            self._kill(trainer)
 
 
 def fit_args(cache: Path, root: Path, workers: int) -> list[str]:
@@ -57,35 +67,45 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def step_losses(version_dir: Path) -> list[tuple[int, str]]:
-    """``(step, train/loss_step)`` rows of a CSVLogger metrics.csv, in file order."""
+def logged(version_dir: Path, wanted) -> list[tuple[int, str, str]]:
+    """``(step, column, value)`` of the filled ``wanted(column)`` cells of a CSVLogger metrics.csv."""
     with open(version_dir / "metrics.csv", newline="") as f:
-        return [(int(r["step"]), r["train/loss_step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
+        return [(int(r["step"]), k, v) for r in csv.DictReader(f) for k, v in sorted(r.items()) if v and wanted(k)]
+
+
+def step_losses(version_dir: Path) -> list[tuple[int, str, str]]:
+    return logged(version_dir, lambda k: k == "train/loss_step")
+
+
+def val_top1(version_dir: Path) -> list[tuple[int, str, str]]:
+    return logged(version_dir, lambda k: k.startswith("val/") and k.endswith("top1"))
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
-    """The synthetic cache and the final weights of an uninterrupted run (0 workers)."""
+def reference(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], Path]:
+    """The synthetic cache, the final weights and the log folder of an uninterrupted run (0 workers)."""
     base = tmp_path_factory.mktemp("resume_ref")
     cache = base / "cache"
     proc = run_cli(fit_args(cache, base / "runs", workers=0), base)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return cache, weights(base / "runs/version_0/checkpoints/last.ckpt"), step_losses(base / "runs/version_0")
+    return cache, weights(base / "runs/version_0/checkpoints/last.ckpt"), base / "runs/version_0"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers, kill_at", [(0, 5), (2, 9)])
-def test_killed_and_resumed_run_ends_bit_identical(reference, tmp_path, workers, kill_at):
-    cache, expected, expected_losses = reference
+@pytest.mark.parametrize("workers, kill_at, in_validation", [(0, 5, False), (2, 9, False), (0, 6, True)])
+def test_killed_and_resumed_run_ends_bit_identical(reference, tmp_path, workers, kill_at, in_validation):
+    """Kills inside epoch 0 and 1 (0 and 2 loader workers) and inside the validation after epoch 0."""
+    cache, expected, ref_dir = reference
     root = tmp_path / "runs"
     args = fit_args(cache, root, workers)
-    killed = run_cli(args + ["--trainer.callbacks+=test_resume.KillAt", f"--trainer.callbacks.global_step={kill_at}"],
-                     tmp_path)
+    killed = run_cli(args + ["--trainer.callbacks+=test_resume.KillAt", f"--trainer.callbacks.global_step={kill_at}",
+                             f"--trainer.callbacks.in_validation={in_validation}"], tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
     last = root / "version_0/checkpoints/last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
-    # the kill lost at most --last_every_n_steps (2) steps, and happened inside an epoch
-    assert kill_at - 2 < saved["global_step"] <= kill_at and saved["global_step"] % STEPS_PER_EPOCH != 0
+    # the kill lost at most --last_every_n_steps (2) steps; the checkpoint is inside an epoch
+    assert kill_at - 2 <= saved["global_step"] < kill_at + (not in_validation)
+    assert saved["global_step"] % STEPS_PER_EPOCH != 0
     assert saved["tc_clip_sampler"]["consumed"] == 2 * (saved["global_step"] % STEPS_PER_EPOCH)
 
     resumed = run_cli(args + ["--ckpt_path", "last"], tmp_path)
@@ -100,8 +120,9 @@ def test_killed_and_resumed_run_ends_bit_identical(reference, tmp_path, workers,
     assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
     # the log was continued: the killed run's rows before the checkpoint, then the resumed run's, equal
     # to the uninterrupted run's (every step once)
-    assert len(expected_losses) == 2 * STEPS_PER_EPOCH
-    assert step_losses(root / "version_0") == expected_losses
+    assert len(step_losses(ref_dir)) == 2 * STEPS_PER_EPOCH and len(val_top1(ref_dir)) >= 2
+    assert step_losses(root / "version_0") == step_losses(ref_dir)
+    assert val_top1(root / "version_0") == val_top1(ref_dir)  # no validation skipped or repeated
 
 
 # --------------------------------------------------------------------------------- units

@@ -74,6 +74,14 @@ class LastCheckpoint(ModelCheckpoint):
             save_on_train_epoch_end=True,
         )
 
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # at the epoch's last batch the epoch-end save follows, after validation; a checkpoint from here
+        # would make a resumed run skip that validation (Lightning counts the epoch as finished)
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self._steps_or_time and not (
