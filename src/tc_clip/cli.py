@@ -48,7 +48,6 @@ from tc_clip.lightning.checkpointing import (
     ContinuingCSVLogger,
     LastCheckpoint,
     SamplerResume,
-    find_last_checkpoint,  # noqa: F401 - kept importable from tc_clip.cli
     resolve_ckpt_path,
     resume_point,
 )

@@ -15,7 +15,7 @@ import os
 import random
 import zlib
 from collections.abc import Iterator, Sized
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import numpy as np
@@ -62,7 +62,7 @@ def seeded_rng(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
-def step_rng(epoch: int, batch_idx: int, stream: str = "mixup") -> Any:
+def step_rng(epoch: int, batch_idx: int, stream: str = "mixup") -> AbstractContextManager[None]:
     """:func:`seeded_rng` keyed by (``seed_everything`` seed, ``stream``, epoch, batch): per-batch draws
     that a resumed run repeats."""
     base = int(os.environ.get("PL_GLOBAL_SEED", "0"))
