@@ -72,7 +72,7 @@ def test_demo_fit_validate_resume(cache, tmp_path):
 
     # resume: epoch, optimiser and scheduler continue where last.ckpt stopped
     assert main(["fit", *demo_args(cache, root, epochs=3), "--ckpt_path", "last"]) == 0
-    resumed = torch.load(root / "version_1/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    resumed = torch.load(root / "version_0/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
     assert resumed["epoch"] == 2 and resumed["global_step"] == 3 * steps_per_epoch
     adam_steps = {float(s["step"]) for s in resumed["optimizer_states"][0]["state"].values()}
     assert adam_steps == {3.0 * steps_per_epoch}
@@ -80,7 +80,7 @@ def test_demo_fit_validate_resume(cache, tmp_path):
 
     # validate the newest last.ckpt
     assert main(["validate", *demo_args(cache, root), "--ckpt_path", "last"]) == 0
-    assert read_metrics(root / "version_2")["val/val/videos"] == 9
+    assert read_metrics(root / "version_1")["val/val/videos"] == 9
 
 
 def test_predict_writes_csv(cache, tmp_path):

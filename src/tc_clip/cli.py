@@ -16,9 +16,13 @@ before anything is built. On top of plain LightningCLI:
 * loggers: unless ``--trainer.logger`` is given, a TensorBoard and a CSV logger write into
   ``<trainer.default_root_dir>/version_N/`` (with ``config.yaml`` and ``checkpoints/``);
 * callbacks: ModelCheckpoint (best by ``val/top1``, ``--checkpoint.*``), :class:`LastCheckpoint`
-  (``last.ckpt`` after every epoch), LearningRateMonitor (when logging);
-* ``--ckpt_path last`` resumes from the newest ``last.ckpt`` under ``trainer.default_root_dir`` (or
-  under ``--checkpoint.dirpath``), restoring weights, optimiser, scheduler and epoch;
+  (``last.ckpt`` after every epoch and every ``--last_every_n_steps`` steps), :class:`NonFiniteGuard`
+  (stops at a NaN/inf loss or weights, naming the step, before anything is saved), :class:`SamplerResume`
+  (a run resumed mid-epoch continues with the next unseen sample), LearningRateMonitor (when logging);
+* ``--ckpt_path last`` resumes from this run's newest readable ``last*.ckpt``
+  (``<trainer.default_root_dir>/version_*/checkpoints`` or ``--checkpoint.dirpath``), restoring weights,
+  optimiser, scheduler, epoch and sampler position, and logs into the same version folder; remote
+  ``http(s)://`` checkpoints and ``--weights_only false`` are refused (they would run code from the file);
 * ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
   configured (``--trainer.callbacks+=tc_clip.callbacks.PredictionWriter
   --trainer.callbacks.output_path preds.json``);
@@ -30,20 +34,28 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.callbacks.predict_writer import PredictionWriter
-from tc_clip.lightning.checkpointing import LastCheckpoint
+from tc_clip.lightning.checkpointing import (
+    CheckpointError,
+    ContinuingCSVLogger,
+    LastCheckpoint,
+    SamplerResume,
+    resolve_ckpt_path,
+    resume_point,
+)
+from tc_clip.lightning.guards import NonFiniteGuard
 from tc_clip.lightning.module import TCCLIPModule
 
 DEFAULT_ROOT_DIR = "runs"
+LAST_EVERY_N_STEPS = 200
 
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.monitor": "val/top1",
@@ -65,21 +77,6 @@ def _import_data_modules() -> None:
         import tc_clip.data  # noqa: F401
     except ImportError as err:  # pragma: no cover - reported only when a config needs them
         rank_zero_info(f"tc_clip.data could not be imported: {err}")
-
-
-def find_last_checkpoint(*roots: str | os.PathLike) -> str | None:
-    """Newest ``last*.ckpt`` inside a ``checkpoints`` folder (or directly) under any of ``roots``."""
-    candidates: list[Path] = []
-    for root in roots:
-        if not root:
-            continue
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        candidates += [p for p in root.rglob("last*.ckpt") if p.is_file()]
-    if not candidates:
-        return None
-    return str(max(candidates, key=lambda p: p.stat().st_mtime))
 
 
 class ConfigNextToCheckpoints(SaveConfigCallback):
@@ -106,6 +103,11 @@ class TCCLIPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
+        parser.add_argument(
+            "--last_every_n_steps", type=int, default=LAST_EVERY_N_STEPS,
+            help="fit: also write last.ckpt every N optimiser steps, so a killed run loses at most N steps "
+            "(0: only at epoch ends)",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
@@ -113,18 +115,14 @@ class TCCLIPCLI(LightningCLI):
         if not subcommand:
             return
         cfg = self.config[subcommand]
-        if cfg.get("ckpt_path") == "last":
-            roots = [cfg.trainer.get("default_root_dir") or os.getcwd()]
-            dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
-            if dirpath:
-                roots.insert(0, dirpath)
-            found = find_last_checkpoint(*roots)
-            if found is not None:
-                rank_zero_info(f"--ckpt_path last: resuming from {found}")
-                cfg.ckpt_path = found
-            elif subcommand != "fit":
-                raise SystemExit(f"--ckpt_path last: no last*.ckpt under {', '.join(map(str, roots))}")
-            # fit: keep "last"; Lightning warns and starts from scratch ("set and forget")
+        dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
+        root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT_DIR
+        try:
+            cfg.ckpt_path = resolve_ckpt_path(
+                cfg.get("ckpt_path"), subcommand, root, dirpath, cfg.get("weights_only")
+            )
+        except CheckpointError as err:
+            raise SystemExit(str(err)) from None
 
     def before_instantiate_classes(self) -> None:
         # cheap checks of values the data module would only reject after the model is built
@@ -148,9 +146,11 @@ class TCCLIPCLI(LightningCLI):
         root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
         logger = cfg.get("logger")
         if logger is None or logger is True:
-            tb = TensorBoardLogger(save_dir=root, name="", default_hp_metric=False)
+            ckpt = self._get(self.config_init, "ckpt_path") if self.subcommand == "fit" else None
+            version, step = resume_point(ckpt, root) or (None, None)  # a resumed fit continues its folder
+            tb = TensorBoardLogger(save_dir=root, name="", version=version, default_hp_metric=False)
             # CSV first: it creates the shared version folder before TensorBoard writes into it
-            kwargs["logger"] = [CSVLogger(save_dir=root, name="", version=tb.version), tb]
+            kwargs["logger"] = [ContinuingCSVLogger(save_dir=root, name="", version=tb.version, resume_step=step), tb]
             logger = kwargs["logger"]
         has_logger = bool(logger) and logger is not False
         callbacks = list(cfg.get("callbacks") or [])
@@ -162,7 +162,12 @@ class TCCLIPCLI(LightningCLI):
             kwargs["callbacks"] = callbacks + [LearningRateMonitor(logging_interval="step")]
         if self.subcommand == "fit" and not any(isinstance(c, LastCheckpoint) for c in callbacks):
             dirpath = self._get(self.config_init, "checkpoint").dirpath
-            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [LastCheckpoint(dirpath=dirpath)]
+            every = self._get(self.config_init, "last_every_n_steps")
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [
+                LastCheckpoint(dirpath=dirpath, every_n_train_steps=every)
+            ]
+        if self.subcommand == "fit":  # stop on NaN/inf before it is saved; resume mid-epoch exactly
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [NonFiniteGuard(), SamplerResume()]
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
         return super().instantiate_trainer(**kwargs)

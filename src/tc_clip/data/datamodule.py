@@ -19,6 +19,7 @@ from tc_clip.data import annotations as ann
 from tc_clip.data.annotations import Sample
 from tc_clip.data.base_novel import name_key, published_base_ids
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
+from tc_clip.data.sampler import ResumableSampler, SeededDataset
 
 __all__ = [
     "EvalSetInfo",
@@ -606,10 +607,11 @@ class VideoDataModule(L.LightningDataModule):
         generator = torch.Generator()
         generator.manual_seed(self.seed)
         workers = self.num_workers
+        sampler = ResumableSampler(dataset, seed=self.seed) if train else None  # exact resume
         return DataLoader(
-            dataset,
+            SeededDataset(dataset) if train else dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train and len(dataset) >= self.batch_size,
             num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),

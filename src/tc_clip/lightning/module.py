@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from tc_clip.data.sampler import step_rng
 from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
 from tc_clip.lightning.schedule import warmup_cosine_scheduler
@@ -188,8 +189,9 @@ class TCCLIPModule(L.LightningModule):
             switch_prob=self.hparams.mix_switch_prob,
             label_smoothing=self.hparams.label_smoothing,
         )
-        video, target = mixup(video, label)
-        logits = self.model(video)
+        with step_rng(self.current_epoch, batch_idx):  # a resumed run makes the same random draws
+            video, target = mixup(video, label)
+            logits = self.model(video)  # (aggregation "random" draws too)
         loss = soft_target_cross_entropy(logits, target)
         bs = video.shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
