@@ -264,8 +264,8 @@ class TCCLIP(nn.Module):
         if not names:
             raise ValueError("class_names is empty: give at least one class name")
         prompts = T.build_prompts(names, self.config.n_ctx, self.config.prompt_template)
-        T.check_class_names(names, prompts)
         tokens = T.tokenize(prompts, self.config.context_length)
+        T.check_class_names(names, tokens)
         self._class_names = names
         self.prompt_tokens = tokens.to(self.token_embedding.weight.device)
         self._cache = None

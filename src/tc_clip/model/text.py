@@ -56,17 +56,17 @@ def tokenize(texts: Sequence[str], context_length: int) -> torch.Tensor:
     return out
 
 
-def check_class_names(names: Sequence[str], prompts: Sequence[str]) -> None:
-    """Blank names and names whose prompts coincide (they would get identical logits) are errors that
-    name all of them."""
+def check_class_names(names: Sequence[str], tokens: torch.Tensor) -> None:
+    """Blank names and names whose prompt tokens coincide (they would get identical logits, e.g.
+    ``ApplyEyeMakeup`` and ``apply eye makeup``) are errors that name all of them."""
     problems = []
     blank = [i for i, name in enumerate(names) if not str(name).strip()]
     if blank:
         problems.append(f"blank names at positions {blank}")
-    seen: dict[str, list[int]] = {}
-    for i, prompt in enumerate(prompts):
+    seen: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(tokens.tolist()):
         if i not in blank:
-            seen.setdefault(prompt, []).append(i)
+            seen.setdefault(tuple(row), []).append(i)
     dupes = [" = ".join(f"{names[i]!r} (#{i})" for i in idx) for idx in seen.values() if len(idx) > 1]
     if dupes:
         problems.append(f"names that give the same prompt: {'; '.join(dupes)}")
