@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import time
 import warnings
 
 import open_clip
@@ -276,3 +277,44 @@ def test_real_omegaconf_bytes_are_read_as_plain_data():
         "merge_step": 100, "n_ctx": 4, "stop_gradient": True, "context_length": 30, "num_frames": 16,
         "vp_layers": [10, 11],
     }
+
+
+def test_hub_weights_offline_fail_fast(monkeypatch, tmp_path):
+    """Without a network, ``pretrained="openai"`` fails at once (one short probe) instead of retrying."""
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    probes = []
+
+    def unreachable(address, timeout=None, *args, **kwargs):
+        probes.append((address, timeout))
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("open_clip would retry the download"))
+    start = time.perf_counter()
+    with pytest.raises(CLIPWeightsError, match=r"huggingface.co cannot be reached \(offline\).*pass the local file"):
+        TCCLIP.from_clip("ViT-B-16", pretrained="openai", class_names=NAMES)
+    assert time.perf_counter() - start < 5
+    assert probes == [(("huggingface.co", 443), 3.0)]
+
+
+def test_hub_weights_already_cached_need_no_network(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    from tc_clip.model.factory import hub_weights_source
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--timm--vit_base_patch16_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abc")
+    weights = repo / "snapshots" / "0123abc" / "open_clip_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"stand-in")
+    source = hub_weights_source("ViT-B-16", "openai")
+    assert source.cached == str(weights) and source.host == "huggingface.co"
+    assert hub_weights_source("ViT-B-16", "no-such-tag") is None
