@@ -20,6 +20,7 @@ import builtins
 import io
 import os
 import pickle
+import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -245,7 +246,7 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
             return torch.load(p, map_location=map_location, weights_only=True)
         except Exception as err:  # noqa: BLE001 - every failure is reported with the file name
             raise CheckpointError(
-                path, f"not a torch zip archive and not a plain-data legacy torch file ({_first_line(err)})"
+                path, f"not a torch zip archive, nor a legacy torch file of plain data ({_first_line(err)})"
             ) from err
     if is_torchscript_archive(p):
         raise CheckpointError(path, "is a TorchScript archive; read its weights with torchscript_state_dict()")
@@ -292,9 +293,14 @@ def torchscript_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    refused = [line for line in lines if "Unsupported global" in line]  # torch's weights_only refusal
-    return f"{type(err).__name__}: {(refused or lines or [''])[0]}"
+    """What is wrong, in one line (not torch's advice to allowlist a global or to drop weights_only)."""
+    text = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"refused to rebuild {refused[1]} (only tensors and plain data are read)"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Weights only load failed")]
+    return f"{type(err).__name__}: {(lines or [''])[0]}"
 
 
 def to_plain(obj: Any) -> Any:
