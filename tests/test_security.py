@@ -168,3 +168,18 @@ def test_remote_paths_are_refused():
         inference.load_model("https://example.com/model.ckpt")
     with pytest.raises(CheckpointError, match="remote paths are not loaded"):
         safe_load("http://example.com/model.pth")
+
+
+def test_numpy_rng_states_are_read_as_data(tmp_path, marker):
+    import numpy as np
+
+    state = {"numpy_rng": np.random.RandomState(3).get_state(), "best": np.float64(0.75), "raw": b"\x00\xff",
+             "torch_rng": torch.Generator().manual_seed(1).get_state()}
+    path = tmp_path / "rng.ckpt"
+    torch.save(state, path)
+    back = safe_load(path)
+    assert back["numpy_rng"][0] == "MT19937" and np.array_equal(back["numpy_rng"][1], state["numpy_rng"][1])
+    assert back["best"] == 0.75 and back["raw"] == b"\x00\xff" and torch.equal(back["torch_rng"], state["torch_rng"])
+    torch.save({"objects": np.array([Payload(marker)], dtype=object)}, path)
+    with pytest.raises(CheckpointError, match=r"refused to rebuild (posix|os)\.system"):
+        safe_load(path)

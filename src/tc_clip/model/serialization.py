@@ -107,13 +107,21 @@ _TORCH_FUNCS = {
 }
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"unsupported bytes encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 def _numpy_global(module: str, name: str) -> Any:
+    """numpy's array, dtype and scalar rebuilders (RNG states, metrics): data only, any nested object
+    having been rebuilt by the same restricted unpickler."""
     import numpy as np
 
-    if name == "dtype" and module == "numpy":
-        return np.dtype
-    if name == "scalar" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        return np.core.multiarray.scalar if hasattr(np, "core") else np._core.multiarray.scalar
+    if module == "numpy" and name in ("dtype", "ndarray"):
+        return getattr(np, name)
+    if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in ("scalar", "_reconstruct"):
+        return getattr(np._core.multiarray if hasattr(np, "_core") else np.core.multiarray, name)
     return None
 
 
@@ -142,6 +150,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return getattr(torch, name)
         if (module, name) == ("collections", "OrderedDict"):
             return OrderedDict
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes
+            return _latin1_bytes
         if (module, name) == ("collections", "defaultdict"):
             return _RecordDict
         if (module, name) in _PLAIN:
