@@ -120,6 +120,8 @@ def load_model(
       (config fields) go to :meth:`TCCLIP.from_release_checkpoint`.
 
     ``class_names``, if given, replace the vocabulary (it can be changed any time, see :func:`predict`).
+    Every file is read as data (:func:`tc_clip.model.safe_load`): a missing, corrupt, truncated or unsafe
+    file raises :class:`~tc_clip.model.CheckpointError` naming it and the cause; remote paths are refused.
     """
     if source is None:
         model = tiny_model(class_names, **kwargs)
