@@ -252,6 +252,8 @@ def release_model_config(
                                   + ("no stored config names their layers: pass vp_layers=[...] (0-based)"
                                      if layers is None else f"vp_layers={list(layers)} names {len(layers)}"))
         file_says["vp_layers"] = layers
+    else:
+        file_says.pop("vp_layers", None)  # VP off: the stored VP level is a default that decides nothing
 
     conflicts = {k: (file_says[k], v) for k, v in asked.items()
                  if k in file_says and _norm(k, v, num_text_layers) != _norm(k, file_says[k], num_text_layers)}
