@@ -71,7 +71,8 @@ def test_eval_cache_is_exact_and_follows_names_and_weights():
         assert model(x).shape == (2, 2)
         assert torch.allclose(model(x), ref_logits(model, x)[:, :2], atol=1e-5)
         model.set_class_names(NAMES)
-        model.prompt_ctx.add_(0.5)  # weights changed in place (as an optimizer step does)
+        # weights changed in place (as an optimizer step does); a constant shift would vanish in LayerNorm
+        model.prompt_ctx.add_(torch.randn(model.prompt_ctx.shape, generator=torch.Generator().manual_seed(3)))
         changed = model(x)
         assert not torch.allclose(changed, first)
         assert torch.allclose(changed, ref_logits(model, x), atol=1e-5)
@@ -321,3 +322,34 @@ def test_other_open_clip_architectures():
     with torch.no_grad():
         logits, aux = model(torch.randn(1, 3, 3, 224, 224), return_aux=True)
     assert logits.shape == (1, len(NAMES)) and aux.context_sources[-1].shape == (1, 16, 3, 49)
+
+
+def test_blank_and_duplicate_class_names_are_errors_naming_all():
+    same = r"names that give the same prompt: 'ApplyEyeMakeup' \(#0\) = 'apply eye makeup' \(#2\); 'run' \(#4\) = 'Run'"
+    with pytest.raises(ValueError, match=r"blank names at positions \[1, 3\]; " + same):
+        tiny().set_class_names(["ApplyEyeMakeup", " ", "apply eye makeup", "", "run", "Run"])
+
+
+def test_names_too_long_for_the_context_are_errors_naming_all():
+    stem = " ".join(["word"] * 30)
+    assert len(text._tokenizer().encode(stem)) == 30
+    names = ["run", f"{stem} quickly", f"{stem} slowly"]  # differ only after token 30
+    listed = r"'X X X X word.* quickly\.' \(38 tokens\); 'X X X X word.* slowly\.' \(38 tokens\)"
+    with pytest.raises(ValueError, match=r"2 prompt\(s\) do not fit the text context length 30 .*" + listed):
+        tiny().set_class_names(names)
+    model = tiny()
+    with pytest.raises(ValueError, match="do not fit"):
+        model.set_class_names(["run", "x" * 400])
+    assert model.class_names == NAMES  # a refused vocabulary leaves the old one in place
+
+
+def test_long_llm_name_with_a_long_context_matches_the_reference():
+    name = " ".join(["a person"] * 28 + ["dancing"])  # as long as the longest LLM-rephrased K-400 name
+    assert len(text._tokenizer().encode(name)) == 57
+    model = tiny(context_length=77)
+    model.set_class_names([*NAMES, name])
+    x = video()
+    fast = model(x)
+    assert torch.allclose(fast, ref_logits(model, x), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"\(64 tokens\)"):
+        tiny().set_class_names([name])  # the paper's context length 30 does not hold it

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import pickle
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from tc_clip.model import TCCLIP, TCCLIPConfig
+from tc_clip.model.serialization import CheckpointError, safe_load
 
 __all__ = [
     "DEMO_CHECKPOINT_ENV",
@@ -84,7 +86,10 @@ def tiny_model(
 def _load_lightning(path: Path, map_location: str | torch.device, hparams: dict[str, Any]) -> TCCLIP:
     from tc_clip.lightning import TCCLIPModule
 
-    module = TCCLIPModule.load_from_checkpoint(str(path), map_location=map_location, **hparams)
+    try:
+        module = TCCLIPModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=True, **hparams)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(path, f"refused by torch's weights-only loader ({err})") from err
     model = module.model
     names = module._train_class_names
     if names and not model.class_names:
@@ -115,17 +120,18 @@ def load_model(
       (config fields) go to :meth:`TCCLIP.from_release_checkpoint`.
 
     ``class_names``, if given, replace the vocabulary (it can be changed any time, see :func:`predict`).
+    Every file is read as data (:func:`tc_clip.model.safe_load`): a missing, corrupt, truncated or unsafe
+    file raises :class:`~tc_clip.model.CheckpointError` naming it and the cause; remote paths are refused.
     """
     if source is None:
         model = tiny_model(class_names, **kwargs)
         return model.to(map_location)
+    if "://" in str(source):
+        raise CheckpointError(source, "remote paths are not loaded; download the file and pass its local path")
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - e.g. a release file with a pickled config: read safely below
-        blob = None
+    blob = safe_load(path, mmap=True)  # read as data; a corrupt or unsafe file raises here, naming it
     if isinstance(blob, dict) and "hyper_parameters" in blob and "state_dict" in blob:
         del blob
         model = _load_lightning(path, map_location, kwargs)
@@ -134,15 +140,18 @@ def load_model(
         if kwargs:
             raise TypeError(f"unexpected arguments for a tc-clip model file: {sorted(kwargs)}")
         model = TCCLIP.load(path, map_location=map_location)
-    else:
+    elif isinstance(blob, dict) and isinstance(blob.get("model"), dict):
         del blob
         if clip_weights is None:
             raise ValueError(
-                f"{path} is neither a tc-clip model file nor a Lightning checkpoint; if it is a checkpoint "
-                "released by the TC-CLIP authors, pass clip_weights='/path/to/ViT-B-16.pt' (OpenAI's CLIP "
-                "weights provide the token embedding the release files lack)"
+                f"{path} is a checkpoint released by the TC-CLIP authors: pass clip_weights='/path/to/ViT-B-16.pt' "
+                "(OpenAI's CLIP weights provide the token embedding the release files lack)"
             )
         model = TCCLIP.from_release_checkpoint(path, str(clip_weights), model_name=model_name, **kwargs)
+    else:
+        kind = f"a dict with keys {sorted(map(str, blob))[:8]}" if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(path, f"holds {kind}: not a Lightning checkpoint, a TCCLIP.save file or a release "
+                                    "checkpoint (a dict with a 'model' state dict)")
     if class_names is not None:
         model.set_class_names(class_names)
     return model.to(map_location).eval()

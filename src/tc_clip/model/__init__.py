@@ -2,6 +2,7 @@
 
 from tc_clip.model.config import TCCLIPConfig
 from tc_clip.model.factory import TINY_CLIP_CFG, CLIPWeightsError, create_clip, load_clip_state_dict
+from tc_clip.model.serialization import CheckpointError, safe_load, torchscript_state_dict
 from tc_clip.model.tcclip import TCCLIP
 from tc_clip.model.text import parse_class_name
 from tc_clip.model.vision import TCVisionEncoder, VisionOutput
@@ -12,6 +13,9 @@ __all__ = [
     "TCVisionEncoder",
     "VisionOutput",
     "CLIPWeightsError",
+    "CheckpointError",
+    "safe_load",
+    "torchscript_state_dict",
     "TINY_CLIP_CFG",
     "create_clip",
     "load_clip_state_dict",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import os
-import zipfile
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from tc_clip.model.serialization import CheckpointError, is_torchscript_archive, safe_load, torchscript_state_dict
 
 #: A small random CLIP for tests and the offline demo (64x64 frames, 8x8 patches).
 TINY_CLIP_CFG: dict[str, Any] = {
@@ -24,33 +27,32 @@ class CLIPWeightsError(RuntimeError):
     """CLIP weights could not be found, fetched or matched to the architecture."""
 
 
-def is_torchscript_archive(path: str | os.PathLike) -> bool:
-    """OpenAI's ``ViT-B-16.pt`` files are TorchScript archives (a zip with ``constants.pkl``)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") for name in archive.namelist())
-
-
 def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """State dict of a CLIP file: an OpenAI TorchScript archive, a plain state dict or an open_clip
-    checkpoint (``{"state_dict": ...}``), with any ``module.`` prefix removed. Never runs pickled code."""
+    checkpoint (``{"state_dict": ...}``), with any ``module.`` prefix removed. Read as data
+    (:mod:`tc_clip.model.serialization`): no pickled or TorchScript code runs."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CLIPWeightsError(f"CLIP weights file not found: {path}")
-    if is_torchscript_archive(path):
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
-            state.pop(key, None)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - reported with the file name
-            raise CLIPWeightsError(f"cannot read CLIP weights from {path}: {err}") from err
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CLIPWeightsError(f"{path} holds a {type(state).__name__}, not a CLIP state dict")
+    try:
+        if is_torchscript_archive(path):
+            state = torchscript_state_dict(path)
+            for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
+                state.pop(key, None)
+        elif path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = safe_load(path)
+    except CheckpointError as err:
+        raise CLIPWeightsError(f"cannot read CLIP weights from {path}: {err.reason}") from err
+    except Exception as err:  # noqa: BLE001 - e.g. a corrupt safetensors file
+        raise CLIPWeightsError(f"cannot read CLIP weights from {path}: {err}") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CLIPWeightsError(f"{path} holds a {type(state).__name__} that is not a CLIP state dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -126,12 +128,69 @@ def create_clip(
     if quick_gelu is None:
         quick_gelu = pretrained == "openai" or model_name.endswith("-quickgelu")
     cfg = clip_config(model_name, quick_gelu)
+    advice = (
+        "On a machine without internet, download the weights elsewhere (e.g. OpenAI's ViT-B-16.pt) and "
+        "pass the local file instead: pretrained='/path/to/ViT-B-16.pt'."
+    )
+    source = hub_weights_source(model_name, pretrained)
+    if source is not None and source.cached is None and not source.reachable():
+        raise CLIPWeightsError(
+            f"could not fetch CLIP weights {model_name!r} / {pretrained!r}: {source.host} cannot be reached "
+            f"(offline). {advice}"
+        )
+    if source is not None and source.cached is not None:  # read the local copy as data, no network
+        return create_clip(model_name, source.cached, quick_gelu)
     try:
         model = open_clip.create_model(model_name, pretrained=pretrained, force_quick_gelu=quick_gelu)
     except Exception as err:  # noqa: BLE001 - network errors come in many types
         raise CLIPWeightsError(
-            f"could not fetch CLIP weights {model_name!r} / {pretrained!r} ({type(err).__name__}: {err}). "
-            "On a machine without internet, download the weights elsewhere (e.g. OpenAI's ViT-B-16.pt) and "
-            "pass the local file instead: pretrained='/path/to/ViT-B-16.pt'."
+            f"could not fetch CLIP weights {model_name!r} / {pretrained!r} ({type(err).__name__}: {err}). {advice}"
         ) from err
     return model, cfg
+
+
+class HubSource:
+    """Where open_clip would fetch a hub tag from, and the local copy already cached, if any."""
+
+    def __init__(self, host: str, port: int, offline: bool, cached: str | None) -> None:
+        self.host, self.port, self.offline, self.cached = host, port, offline, cached
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        """One TCP connection with a short timeout (no retries): False offline."""
+        if self.offline:
+            return False
+        try:
+            socket.create_connection((self.host, self.port), timeout=timeout).close()
+        except OSError:
+            return False
+        return True
+
+
+def hub_weights_source(model_name: str, pretrained: str) -> HubSource | None:
+    """The download source of an open_clip hub tag (None for a tag open_clip does not know)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not cfg:
+        return None
+    if cfg.get("hf_hub"):
+        import huggingface_hub
+        from huggingface_hub import constants
+
+        repo, filename = os.path.split(cfg["hf_hub"])
+        filename = filename or "open_clip_pytorch_model.bin"
+        names = [filename, os.path.splitext(filename)[0] + ".safetensors"]
+        if filename == "open_clip_pytorch_model.bin":
+            names.insert(0, "open_clip_model.safetensors")
+        cached = None
+        for name in names:
+            hit = huggingface_hub.try_to_load_from_cache(repo, name, cache_dir=constants.HF_HUB_CACHE)
+            if isinstance(hit, str):
+                cached = hit
+                break
+        endpoint = urlparse(constants.ENDPOINT)
+        return HubSource(endpoint.hostname or "huggingface.co", endpoint.port or 443,
+                         bool(constants.HF_HUB_OFFLINE), cached)
+    url = urlparse(cfg.get("url", ""))
+    local = Path("~/.cache/clip").expanduser() / os.path.basename(url.path)
+    return HubSource(url.hostname or "", url.port or 443, False, str(local) if local.is_file() else None)

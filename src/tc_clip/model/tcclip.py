@@ -155,19 +155,31 @@ class TCCLIP(nn.Module):
         class_names: Sequence[str] | None = None,
         model_name: str | dict = "ViT-B-16",
         config: TCCLIPConfig | None = None,
+        allow_override: bool = False,
         **overrides: Any,
     ) -> TCCLIP:
-        """Load a checkpoint released by the TC-CLIP authors (SPEC.md section 4).
+        """Load a checkpoint released by the TC-CLIP authors (SPEC.md sections 4 and 4b).
 
         ``clip_weights`` (OpenAI's ``ViT-B-16.pt``) provides the token embedding, which the release
-        files do not hold. Switches the file determines (prompt count, joint positional table, VP
-        layers, local-global bias) are read from its shapes; ``config`` and ``overrides`` set the rest.
+        files do not hold. The settings come from the file: its tensor shapes (prompt count, joint
+        positional table, VP blocks, local-global bias) and its stored config (model kind, VP layers,
+        seed ratio, k, r, stop-gradient, context length, frames). ``config`` fields left at their
+        defaults are filled from the file; a field changed there, or an ``overrides`` keyword, that
+        contradicts the file raises an error naming it, unless ``allow_override=True`` (a warning then).
         """
-        from tc_clip.model.checkpoint import convert_release_state_dict, load_release_checkpoint
+        from tc_clip.model.checkpoint import (
+            convert_release_state_dict,
+            load_release_checkpoint,
+            release_model_config,
+            release_settings,
+            text_layer_count,
+        )
 
         release = load_release_checkpoint(path)
-        state, inferred = convert_release_state_dict(release["model"])
-        config = dataclasses.replace(config or TCCLIPConfig(), **{**inferred, **overrides})
+        state, shapes = convert_release_state_dict(release["model"])
+        num_text_layers = text_layer_count(state)
+        stored = release_settings(release.get("config"), num_text_layers, str(path))
+        config = release_model_config(config, overrides, shapes, stored, num_text_layers, str(path), allow_override)
         if clip_weights is None:
             raise ValueError(
                 "from_release_checkpoint needs clip_weights (OpenAI's ViT-B-16.pt): the release files do "
@@ -185,14 +197,20 @@ class TCCLIP(nn.Module):
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> TCCLIP:
         """Load a file written by :meth:`save` (weights, switches, CLIP config and class names)."""
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-        for key in ("state_dict", "config", "clip_cfg"):
-            if key not in blob:
-                raise ValueError(f"{path} is not a tc-clip model file (no {key!r})")
+        from tc_clip.model.serialization import CheckpointError, safe_load
+
+        blob = safe_load(path, map_location=map_location)
+        missing = [k for k in ("state_dict", "config", "clip_cfg") if not isinstance(blob, dict) or k not in blob]
+        if missing:
+            raise CheckpointError(path, f"not a tc-clip model file (no {', '.join(map(repr, missing))})")
         import open_clip
 
-        model = cls(open_clip.CLIP(**blob["clip_cfg"]), blob.get("class_names") or None,
-                    TCCLIPConfig(**blob["config"]), blob["clip_cfg"])
+        try:
+            config = TCCLIPConfig(**blob["config"])
+            clip = open_clip.CLIP(**blob["clip_cfg"])
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(path, f"its stored config does not build a model ({err})") from err
+        model = cls(clip, blob.get("class_names") or None, config, blob["clip_cfg"])
         check_state_dict(model, blob["state_dict"], str(path))
         model.load_state_dict(blob["state_dict"])
         return model
@@ -247,6 +265,7 @@ class TCCLIP(nn.Module):
             raise ValueError("class_names is empty: give at least one class name")
         prompts = T.build_prompts(names, self.config.n_ctx, self.config.prompt_template)
         tokens = T.tokenize(prompts, self.config.context_length)
+        T.check_class_names(names, tokens)
         self._class_names = names
         self.prompt_tokens = tokens.to(self.token_embedding.weight.device)
         self._cache = None

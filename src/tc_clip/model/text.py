@@ -39,8 +39,39 @@ def _tokenizer():
 
 
 def tokenize(texts: Sequence[str], context_length: int) -> torch.Tensor:
-    """CLIP BPE tokens ``[len(texts), context_length]``, zero padded (EOT kept when truncated)."""
-    return _tokenizer()(list(texts), context_length=context_length)
+    """CLIP BPE tokens ``[len(texts), context_length]``, zero padded. A text that does not fit is an
+    error naming every such text with its token count: nothing is truncated."""
+    tok = _tokenizer()
+    ids = [[tok.sot_token_id, *tok.encode(text), tok.eot_token_id] for text in texts]
+    too_long = [f"{text!r} ({len(row)} tokens)" for text, row in zip(texts, ids, strict=True)
+                if len(row) > context_length]
+    if too_long:
+        raise ValueError(
+            f"{len(too_long)} prompt(s) do not fit the text context length {context_length} (start and end tokens "
+            f"included): {'; '.join(too_long)}. Raise context_length (at most CLIP's 77) or shorten the names"
+        )
+    out = torch.zeros(len(ids), context_length, dtype=torch.long)
+    for row, tokens in enumerate(ids):
+        out[row, : len(tokens)] = torch.tensor(tokens)
+    return out
+
+
+def check_class_names(names: Sequence[str], tokens: torch.Tensor) -> None:
+    """Blank names and names whose prompt tokens coincide (they would get identical logits, e.g.
+    ``ApplyEyeMakeup`` and ``apply eye makeup``) are errors that name all of them."""
+    problems = []
+    blank = [i for i, name in enumerate(names) if not str(name).strip()]
+    if blank:
+        problems.append(f"blank names at positions {blank}")
+    seen: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(tokens.tolist()):
+        if i not in blank:
+            seen.setdefault(tuple(row), []).append(i)
+    dupes = [" = ".join(f"{names[i]!r} (#{i})" for i in idx) for idx in seen.values() if len(idx) > 1]
+    if dupes:
+        problems.append(f"names that give the same prompt: {'; '.join(dupes)}")
+    if problems:
+        raise ValueError("invalid class names: " + "; ".join(problems))
 
 
 def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
