@@ -8,7 +8,7 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tc_clip.data import annotations as ann
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
+from tc_clip.data.gpu_augment import device_transform
 
 __all__ = [
     "EvalSetInfo",
@@ -106,7 +107,8 @@ class VideoDataModule(L.LightningDataModule):
     Clips: ``num_frames`` frames, ``input_size`` pixels; training uses TSN sampling and the release's
     augmentation (``flip`` off for SSv2); evaluation ``val_views`` / ``test_views`` temporal views times
     ``val_crops`` / ``test_crops`` (1 or 3) crops. Bad videos are replaced and counted (``skipped``);
-    ``strict=True`` raises instead.
+    ``strict=True`` raises instead. ``device_augment`` (default on): workers hand over ``uint8`` clips
+    and the colour augmentation and normalisation run batched on the device after the transfer.
     """
 
     dataset_name = "videos"
@@ -136,6 +138,7 @@ class VideoDataModule(L.LightningDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        device_augment: bool = True,
         val_views: int = 1,
         val_crops: int = 1,
         test_views: int = 2,
@@ -173,6 +176,7 @@ class VideoDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        self.device_augment = device_augment
         self.val_views, self.val_crops = val_views, val_crops
         self.test_views, self.test_crops = test_views, test_crops
         self.flip = flip
@@ -413,6 +417,7 @@ class VideoDataModule(L.LightningDataModule):
             flip=self.flip,
             strict=self.strict,
             return_path=stage == "predict",
+            device_augment=self.device_augment,
         )
 
     def _loader(self, dataset: VideoClipDataset, train: bool) -> DataLoader:
@@ -430,6 +435,11 @@ class VideoDataModule(L.LightningDataModule):
             worker_init_fn=worker_init_fn,
             generator=generator,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Colour augmentation and normalisation of ``uint8`` clips, batched on the device
+        (:func:`tc_clip.data.gpu_augment.device_transform`; Lightning calls this hook of the data module)."""
+        return device_transform(batch)
 
     def _stage_datasets(self, stage: str) -> list[VideoClipDataset]:
         if stage not in self._datasets:

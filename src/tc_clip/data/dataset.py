@@ -12,12 +12,16 @@ from torch.utils.data import Dataset
 
 from tc_clip.data.annotations import Sample
 from tc_clip.data.decoding import VideoDecodeError, read_frames
+from tc_clip.data.gpu_augment import AUGMENT_KEY
 from tc_clip.data.transforms import (
+    Normalize255,
+    augment_clip,
     decode_short_side,
+    draw_augment,
+    eval_crops,
     eval_indices,
-    eval_transform,
+    train_geometry,
     train_indices,
-    train_transform,
 )
 
 __all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
@@ -37,6 +41,10 @@ class VideoClipDataset(Dataset):
     A missing or undecodable video is replaced by another sample of the dataset (random in training,
     the next index in evaluation), with a :class:`BadVideoWarning` naming the file; ``skipped`` counts
     the replacements. ``strict=True`` raises instead.
+
+    ``device_augment=True`` leaves the colour half of the pipeline to the device
+    (:func:`tc_clip.data.gpu_augment.device_transform`): ``video`` stays ``uint8`` and training items
+    carry their random draws under ``augment`` (same draws, same result, a quarter of the bytes).
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class VideoClipDataset(Dataset):
         strict: bool = False,
         return_path: bool = False,
         max_retries: int = 10,
+        device_augment: bool = False,
     ):
         if crops not in (1, 3):
             raise ValueError(f"crops must be 1 or 3, got {crops}")
@@ -65,7 +74,9 @@ class VideoClipDataset(Dataset):
         self.strict = strict
         self.return_path = return_path
         self.max_retries = max_retries
-        self.transform = train_transform(input_size, flip=flip) if train else None
+        self.flip = flip
+        self.device_augment = device_augment
+        self.geometry = train_geometry(input_size) if train else None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -78,17 +89,25 @@ class VideoClipDataset(Dataset):
             out += eval_indices(n, self.num_frames, v, self.views)
         return out
 
-    def load(self, index: int) -> torch.Tensor:
-        """The transformed clip of sample ``index`` (raises on a bad video)."""
-        s = self.samples[index]
+    def read(self, index: int) -> torch.Tensor:
+        """The sampled frames of sample ``index``, ``uint8 [K, 3, H, W]`` (raises on a bad video)."""
         short = decode_short_side(self.input_size, 1 if self.train else self.crops)
-        frames, _ = read_frames(s.path, self._indices, short_side=short)
-        clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [K, 3, H, W] uint8
+        frames, _ = read_frames(self.samples[index].path, self._indices, short_side=short)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)
+
+    def transform(self, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Sampled frames -> the item's ``video`` and, for the device, the training draws."""
         if self.train:
-            return self.transform(clip)
+            clip = self.geometry(clip)
+            params = draw_augment(self.num_frames, self.flip)
+            return (clip, params) if self.device_augment else (augment_clip(clip, params), None)
         views = clip.reshape(self.views, self.num_frames, *clip.shape[1:])
-        out = [eval_transform(v, self.input_size, self.crops) for v in views]  # each [crops, T, 3, S, S]
-        return torch.cat(out)
+        out = torch.cat([eval_crops(v, self.input_size, self.crops) for v in views])  # [V*C, T, 3, S, S]
+        return (out, None) if self.device_augment else (Normalize255()(out), None)
+
+    def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """The transformed clip of sample ``index`` and its device draws (raises on a bad video)."""
+        return self.transform(self.read(index))
 
     def __getitem__(self, index: int) -> dict:
         skipped = 0
@@ -96,7 +115,7 @@ class VideoClipDataset(Dataset):
         tried: list[str] = []
         while True:
             try:
-                video = self.load(current)
+                video, params = self.load(current)
                 break
             except (FileNotFoundError, VideoDecodeError, OSError) as e:
                 if self.strict:
@@ -122,6 +141,8 @@ class VideoClipDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.long),
             "skipped": torch.tensor(skipped, dtype=torch.long),
         }
+        if params is not None:
+            item[AUGMENT_KEY] = params
         if self.return_path:
             item["path"] = s.path
         return item
