@@ -109,6 +109,7 @@ class VideoDataModule(L.LightningDataModule):
     ``val_crops`` / ``test_crops`` (1 or 3) crops. Bad videos are replaced and counted (``skipped``);
     ``strict=True`` raises instead. ``device_augment`` (default on): workers hand over ``uint8`` clips
     and the colour augmentation and normalisation run batched on the device after the transfer.
+    ``decoder``: ``auto`` (torchcodec where it imports and works, else PyAV), or force one.
     """
 
     dataset_name = "videos"
@@ -139,6 +140,7 @@ class VideoDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         device_augment: bool = True,
+        decoder: Literal["auto", "torchcodec", "pyav"] = "auto",
         val_views: int = 1,
         val_crops: int = 1,
         test_views: int = 2,
@@ -177,6 +179,7 @@ class VideoDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.device_augment = device_augment
+        self.decoder = decoder
         self.val_views, self.val_crops = val_views, val_crops
         self.test_views, self.test_crops = test_views, test_crops
         self.flip = flip
@@ -418,6 +421,7 @@ class VideoDataModule(L.LightningDataModule):
             strict=self.strict,
             return_path=stage == "predict",
             device_augment=self.device_augment,
+            decoder=self.decoder,
         )
 
     def _loader(self, dataset: VideoClipDataset, train: bool) -> DataLoader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from torch.utils.data import Dataset
 from tc_clip.data.annotations import Sample
 from tc_clip.data.decoding import VideoDecodeError, read_frames
 from tc_clip.data.gpu_augment import AUGMENT_KEY
+from tc_clip.data.torchcodec_backend import Backend, describe_backend
 from tc_clip.data.transforms import (
     Normalize255,
     augment_clip,
@@ -25,6 +27,8 @@ from tc_clip.data.transforms import (
 )
 
 __all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
+
+log = logging.getLogger(__name__)
 
 
 class BadVideoWarning(UserWarning):
@@ -45,6 +49,7 @@ class VideoClipDataset(Dataset):
     ``device_augment=True`` leaves the colour half of the pipeline to the device
     (:func:`tc_clip.data.gpu_augment.device_transform`): ``video`` stays ``uint8`` and training items
     carry their random draws under ``augment`` (same draws, same result, a quarter of the bytes).
+    ``decoder``: ``"auto"`` (torchcodec where it works, else PyAV), ``"torchcodec"`` or ``"pyav"``.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class VideoClipDataset(Dataset):
         return_path: bool = False,
         max_retries: int = 10,
         device_augment: bool = False,
+        decoder: Backend = "auto",
     ):
         if crops not in (1, 3):
             raise ValueError(f"crops must be 1 or 3, got {crops}")
@@ -77,6 +83,8 @@ class VideoClipDataset(Dataset):
         self.flip = flip
         self.device_augment = device_augment
         self.geometry = train_geometry(input_size) if train else None
+        self.decoder = decoder
+        log.info("video decoder: %s", describe_backend(decoder))  # also checks a forced choice
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -92,7 +100,7 @@ class VideoClipDataset(Dataset):
     def read(self, index: int) -> torch.Tensor:
         """The sampled frames of sample ``index``, ``uint8 [K, 3, H, W]`` (raises on a bad video)."""
         short = decode_short_side(self.input_size, 1 if self.train else self.crops)
-        frames, _ = read_frames(self.samples[index].path, self._indices, short_side=short)
+        frames, _ = read_frames(self.samples[index].path, self._indices, short_side=short, backend=self.decoder)
         return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
     def transform(self, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
