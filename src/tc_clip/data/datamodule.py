@@ -110,6 +110,8 @@ class VideoDataModule(L.LightningDataModule):
     ``strict=True`` raises instead. ``device_augment`` (default on): workers hand over ``uint8`` clips
     and the colour augmentation and normalisation run batched on the device after the transfer.
     ``decoder``: ``auto`` (torchcodec where it imports and works, else PyAV), or force one.
+    ``shards_dir``: stream the clips from litdata shards packed by ``tc-clip pack`` (the training split
+    must be packed there; evaluation sets are read from shards where packed, else from their files).
     """
 
     dataset_name = "videos"
@@ -141,6 +143,7 @@ class VideoDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         device_augment: bool = True,
         decoder: Literal["auto", "torchcodec", "pyav"] = "auto",
+        shards_dir: str | None = None,
         val_views: int = 1,
         val_crops: int = 1,
         test_views: int = 2,
@@ -180,6 +183,7 @@ class VideoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.device_augment = device_augment
         self.decoder = decoder
+        self.shards_dir = shards_dir
         self.val_views, self.val_crops = val_views, val_crops
         self.test_views, self.test_crops = test_views, test_crops
         self.flip = flip
@@ -425,6 +429,11 @@ class VideoDataModule(L.LightningDataModule):
         )
 
     def _loader(self, dataset: VideoClipDataset, train: bool) -> DataLoader:
+        if self.shards_dir:  # litdata shards written by tc_clip.data.shards.pack (`tc-clip pack`)
+            from tc_clip.data.shards import sharded_loader
+
+            if (loader := sharded_loader(self, dataset, train)) is not None:
+                return loader
         generator = torch.Generator()
         generator.manual_seed(self.seed)
         workers = self.num_workers
