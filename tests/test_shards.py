@@ -45,7 +45,8 @@ def test_pack_report_layout_and_idempotence(synth, shards, tmp_path):
     sets = [(s["stage"], s["name"], s["videos"]) for s in report["sets"]]
     assert sets == [("fit", "train", 9), ("validate", "val", 3)]
     root = Path(synth.root)
-    sizes = sum(os.path.getsize(root / line.rsplit(" ", 1)[0]) for line in Path(synth.train_list).read_text().splitlines())
+    lines = Path(synth.train_list).read_text().splitlines()
+    sizes = sum(os.path.getsize(root / line.rsplit(" ", 1)[0]) for line in lines)
     assert report["sets"][0]["bytes"] == sizes
     index = json.loads((out / "fit" / "00" / "index.json").read_text())
     assert sorted(set(index["config"]["data_format"])) == ["bytes", "int", "str"]  # no video/file/pickle formats
