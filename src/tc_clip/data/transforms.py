@@ -129,8 +129,9 @@ def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
     """HSV hue rotation of float 0-255 RGB ``[..., 3, H, W]`` by ``shift`` (in turns, -0.5..0.5).
 
     Same result as torchvision's ``adjust_hue`` up to float rounding, several times faster: value and
-    saturation are kept, so the output is ``v - c * clamp(min(k, 4 - k), 0, 1)`` with
-    ``k = (n + 6 * hue) mod 6`` for ``n = 5, 3, 1`` (red, green, blue), ``v = max``, ``c = max - min``.
+    saturation are kept, so with the new hue ``h`` in ``[0, 6)``, ``v = max`` and ``c = max - min`` the
+    output is ``v - c * w`` with ``w`` = ``clamp(2 - |h - 3|, 0, 1)`` (red), ``clamp(|h - 2| - 1, 0, 1)``
+    (green) and ``clamp(|h - 4| - 1, 0, 1)`` (blue).
     """
     r, g, b = clip.unbind(-3)
     v = clip.amax(-3)
@@ -139,10 +140,9 @@ def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
     h = torch.where(v == r, g - b, torch.where(v == g, (b - r).add_(safe, alpha=2), (r - g).add_(safe, alpha=4)))
     h = h.div_(safe).add_(6 * shift).remainder_(6)
     out = torch.empty_like(clip)
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
-        k = h + n
-        k = k.sub_((k >= 6).to(k.dtype), alpha=6)  # (h + n) mod 6, h already in [0, 6)
-        weight = torch.minimum(k, 4 - k).clamp_(0, 1)
+    for channel, centre in enumerate((3.0, 2.0, 4.0)):
+        weight = (h - centre).abs_()
+        weight = (weight.neg_().add_(2) if channel == 0 else weight.sub_(1)).clamp_(0, 1)
         torch.sub(v, weight.mul_(c), out=out.select(-3, channel))
     return out
 
@@ -164,11 +164,10 @@ def colour_op(x: torch.Tensor, op: int, factor: torch.Tensor | float) -> torch.T
         factor = factor.reshape(factor.shape + (1,) * (2 if op == 3 else 3))
     if op == 0:
         return x.mul_(factor).clamp_(0, 255)
-    if op == 1:
-        mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)
-        return x.mul_(factor).add_(mean * (1 - factor)).clamp_(0, 255)
+    if op == 1:  # blend with the mean gray level: factor * x + (1 - factor) * mean
+        return x.lerp_(_gray(x).mean(dim=(-3, -2, -1), keepdim=True), 1 - factor).clamp_(0, 255)
     if op == 2:
-        return x.mul_(factor).add_(_gray(x) * (1 - factor)).clamp_(0, 255)
+        return x.lerp_(_gray(x), 1 - factor).clamp_(0, 255)
     return adjust_hue(x, factor)
 
 
