@@ -215,7 +215,10 @@ def test_data_module_decoder_option(synth, monkeypatch, caplog):
         return VideoDataModule(train_list=synth.train_list, labels=synth.labels, num_frames=4, input_size=32,
                                batch_size=2, num_workers=0, decoder=decoder)
 
-    with caplog.at_level("INFO", logger="tc_clip.data.dataset"):
+    from tc_clip.data import dataset
+
+    dataset._announce_decoder.cache_clear()  # said once per process: forget earlier tests
+    with caplog.at_level("INFO"):
         d = dm("pyav")
         d.setup("fit")
     assert "video decoder: pyav" in caplog.text and d._datasets["fit"][0].decoder == "pyav"

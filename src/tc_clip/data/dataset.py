@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
+import functools
 import random
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 
 from tc_clip.data.annotations import Sample
@@ -27,8 +28,6 @@ from tc_clip.data.transforms import (
 )
 
 __all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
-
-log = logging.getLogger(__name__)
 
 
 class BadVideoWarning(UserWarning):
@@ -84,7 +83,7 @@ class VideoClipDataset(Dataset):
         self.device_augment = device_augment
         self.geometry = train_geometry(input_size) if train else None
         self.decoder = decoder
-        log.info("video decoder: %s", describe_backend(decoder))  # also checks a forced choice
+        _announce_decoder(describe_backend(decoder))  # also checks a forced choice
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -154,6 +153,12 @@ class VideoClipDataset(Dataset):
         if self.return_path:
             item["path"] = s.path
         return item
+
+
+@functools.cache
+def _announce_decoder(description: str) -> None:
+    """Say once per process (and decoder) which decoder reads the videos."""
+    rank_zero_info(f"video decoder: {description}")
 
 
 def worker_init_fn(worker_id: int) -> None:
