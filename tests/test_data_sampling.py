@@ -135,3 +135,17 @@ def test_clip_colour_jitter_matches_torchvision_ops():
         keep = (x[t] > 10) & (out[t] < 254.9)
         assert torch.allclose(out[t][keep] / x[t][keep], params["factors"][t, 0], rtol=1e-5)
     assert params["factors"][0, 0] != params["factors"][1, 0]
+
+
+def test_colour_ops_match_torchvision():
+    """Brightness, contrast and saturation of :func:`colour_op` are torchvision's, per frame factor."""
+    from torchvision.transforms import v2
+
+    from tc_clip.data.transforms import colour_op
+
+    x = torch.randint(0, 256, (3, 3, 16, 16)).float()
+    factors = torch.tensor([0.6, 1.0, 1.4])
+    tv = (v2.functional.adjust_brightness, v2.functional.adjust_contrast, v2.functional.adjust_saturation)
+    for op, fn in enumerate(tv):
+        ref = torch.stack([fn(frame / 255, float(f)) * 255 for frame, f in zip(x, factors, strict=True)])
+        assert torch.allclose(colour_op(x.clone(), op, factors), ref, atol=1e-3), op
