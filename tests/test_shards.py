@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 pytest.importorskip("litdata")
 
 from data_helpers import make_synthetic  # noqa: E402
-from tc_clip.data import VideoDataModule  # noqa: E402
+from tc_clip.data import BadVideoWarning, VideoDataModule  # noqa: E402
 from tc_clip.data.shards import META_FILE, pack  # noqa: E402
 
 
@@ -187,3 +187,28 @@ def test_two_gloo_processes_see_every_video_once(synth, tmp_path):
         a, b = per_rank[0][epoch], per_rank[1][epoch]
         assert len(a) == len(b) == 4 and sorted(a + b) == list(range(8)), (epoch, a, b)
     assert per_rank[0][0] != per_rank[0][1] or per_rank[1][0] != per_rank[1][1]  # reshuffled
+
+
+def test_unreadable_video_replaced_as_from_files(synth, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00garbage" * 50)
+    root = Path(synth.val_list).parent
+    lines = [f"{bad} 0"] + [f"{root / x.rsplit(' ', 1)[0]} {x.rsplit(' ', 1)[1]}"
+                            for x in Path(synth.val_list).read_text().splitlines()]
+    lst = tmp_path / "val.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    pack(_dm(synth, val_list=str(lst)), tmp_path / "shards", stage="validate")
+    batches = []
+    for shards_dir in (None, str(tmp_path / "shards")):
+        dm = _dm(synth, val_list=str(lst), shards_dir=shards_dir, eval_batch_size=4)
+        dm.setup("validate")
+        with pytest.warns(BadVideoWarning, match="bad.mp4"):
+            batches.append(next(iter(dm.val_dataloader()[0])))
+    files, sharded = batches
+    assert sharded["skipped"].tolist() == files["skipped"].tolist() == [1, 0, 0, 0]
+    for key in ("video", "label", "index"):
+        assert torch.equal(files[key], sharded[key]), key
+    strict = _dm(synth, val_list=str(lst), shards_dir=str(tmp_path / "shards"), strict=True)
+    strict.setup("validate")
+    with pytest.raises(Exception, match="bad.mp4"):
+        next(iter(strict.val_dataloader()[0]))
