@@ -1,31 +1,41 @@
-"""Clips per second of the video pipeline: 16-frame TSN sampling + the training transforms.
+"""Data pipeline speed per loader worker: 16-frame TSN clips at 224 px for training.
 
-Compares tc_clip's sparse PyAV reader (demux, decode only from the keyframe before each sampled
-frame, drop unneeded non-reference frames, convert only the sampled frames to RGB) with the plain
-approach (decode every frame to RGB, then index), on ten-second 30 fps videos: 320x240 MPEG-4 in .avi
-and 340x256 H.264 in .mp4 (x264 defaults: preset medium, keyframe interval 250).
+On ten-second 30 fps videos (320x240 MPEG-4 in .avi, 340x256 H.264 in .mp4, x264 preset medium) it
+reports, for every decoder available (torchcodec, PyAV):
+
+- loader alone: clips/s delivered by a DataLoader whose workers decode, sample, crop and resize and hand
+  over uint8 clips with their random draws (what a training run does with ``device_augment``), per
+  worker; and the same with the whole augmentation in the worker (``device_augment=False``);
+- the colour half per clip on this CPU: the batched device transform (``gpu_augment.augment_batch``,
+  batch of 8) against the per-clip transform it replaces (``transforms.augment_clip``), one thread;
+- the bytes per clip handed over by the workers (uint8 + draws against float32);
+- streaming the same videos from litdata shards against reading the files.
 
     python benchmarks/data_speed.py [--videos 8] [--clips 48] [--workers 1 2] [--dir /tmp/tc_clip_bench]
+    python benchmarks/data_speed.py --device cuda   # also time the batched transform on the GPU
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from tc_clip.data.annotations import Sample
-from tc_clip.data.dataset import VideoClipDataset
-from tc_clip.data.decoding import read_all_frames
+from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
+from tc_clip.data.gpu_augment import augment_batch
 from tc_clip.data.synthetic import write_video
-from tc_clip.data.transforms import train_indices, train_transform
+from tc_clip.data.torchcodec_backend import describe_backend, torchcodec_status
+from tc_clip.data.transforms import augment_clip, draw_augment
 
 SETS = {"avi": (320, 240, "mpeg4", {}), "mp4": (340, 256, "libx264", {"preset": "medium", "crf": "23"})}
+FRAMES, SIZE = 16, 224
 
 
 def make_videos(folder: Path, ext: str, count: int, seconds: int = 10, fps: int = 30) -> list[str]:
@@ -54,64 +64,130 @@ def make_videos(folder: Path, ext: str, count: int, seconds: int = 10, fps: int 
     return paths
 
 
-class PlainDataset(Dataset):
-    """Decode every frame to RGB, index the TSN frames, same transforms."""
-
-    def __init__(self, paths: list[str], num_frames: int = 16, size: int = 224):
-        self.paths, self.num_frames = paths, num_frames
-        self.transform = train_transform(size)
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        frames = read_all_frames(self.paths[i])
-        idx = train_indices(len(frames), self.num_frames)
-        clip = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2)
-        return {"video": self.transform(clip)}
+def clips_per_second(loader, clips: int) -> float:
+    """Clips/s over ``clips`` clips (epochs repeated as needed), after every worker produced its first batch."""
+    skip, count, start = max(1, loader.num_workers), 0, 0.0
+    while True:
+        for batch in loader:
+            if skip:
+                skip -= 1
+                start = time.perf_counter()
+                continue
+            count += len(batch["label"])
+            if count >= clips:
+                return count / (time.perf_counter() - start)
 
 
-def clips_per_second(dataset: Dataset, workers: int, clips: int) -> float:
+def file_loader(dataset: Dataset, workers: int, clips: int) -> DataLoader:
     n = len(dataset)
-    reps = max(1, -(-clips // n))
-    sampler = [i % n for i in range(reps * n)][:clips]
-    loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers)
-    it = iter(loader)
-    for _ in range(workers):  # let every worker start and produce once
-        next(it)
-    start, count = time.perf_counter(), 0
-    for _ in it:
-        count += 1
-    return count / (time.perf_counter() - start)
+    sampler = [i % n for i in range(clips + max(1, workers))]
+    return DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, worker_init_fn=worker_init_fn)
+
+
+def shard_loader(dataset: VideoClipDataset, folder: Path, workers: int):
+    from tc_clip.data.shards import ShardedClipDataset, StreamingDataLoader
+
+    streaming = ShardedClipDataset(folder, dataset, shuffle=True, seed=0, drop_last=False)
+    return StreamingDataLoader(streaming, batch_size=1, num_workers=workers, worker_init_fn=worker_init_fn)
+
+
+def pack_videos(paths: list[str], folder: Path, items: int) -> Path | None:
+    """Shards of ``items`` clips (the videos repeated), so that one epoch covers a measurement."""
+    try:
+        from tc_clip.data.shards import pack
+    except ImportError:
+        return None
+
+    class Paths:  # the one data module method pack needs
+        def splits(self, stage):
+            from tc_clip.data.datamodule import SplitData
+
+            samples = [Sample(paths[i % len(paths)], 0) for i in range(items)]
+            return [SplitData("bench", samples, ["x"])] if stage == "fit" else []
+
+    pack(Paths(), folder)  # type: ignore[arg-type]
+    return folder / "fit" / "00"
+
+
+def colour_cost(device: str, batch: int = 8, reps: int = 3) -> tuple[float, float]:
+    """ms per clip: (per-clip reference on the CPU, batched transform on ``device``), one CPU thread."""
+    torch.manual_seed(0)
+    video = torch.randint(0, 256, (batch, FRAMES, 3, SIZE, SIZE), dtype=torch.uint8)
+    draws = [draw_augment(FRAMES) for _ in range(batch)]
+    params = default_collate(draws)
+    ref, dev = [], []
+    gpu = video.to(device)
+    for _ in range(reps):
+        t = time.perf_counter()
+        for c, d in zip(video, draws, strict=True):
+            augment_clip(c, d)
+        ref.append((time.perf_counter() - t) / batch)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        augment_batch(gpu, params)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        dev.append((time.perf_counter() - t) / batch)
+    return 1000 * min(ref), 1000 * min(dev)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=8, help="videos per set")
     parser.add_argument("--clips", type=int, default=48, help="clips timed per measurement")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--dir", default="/tmp/tc_clip_bench")
+    parser.add_argument("--device", default="cpu", help="where to time the batched transform as well")
     args = parser.parse_args(argv)
     random.seed(0)
     torch.manual_seed(0)
-    print(f"torch threads in workers: 1; {args.clips} clips per measurement, 16 frames, 224 px")
-    print(f"{'set':<22} {'workers':>7} {'plain clips/s':>14} {'tc_clip clips/s':>16} {'speed-up':>9}")
+    torch.set_num_threads(1)
+    decoders = ["torchcodec", "pyav"] if torchcodec_status()[0] else ["pyav"]
+    print(f"decoder chosen by 'auto': {describe_backend('auto')}; {torchcodec_status()[1]}")
+    print(f"{args.clips} clips per measurement, {FRAMES} frames, {SIZE} px, torch threads 1 (workers: 1 each)")
+
+    ref_ms, batched_ms = colour_cost("cpu")
+    print(f"\ncolour half per clip on the CPU: per-clip reference {ref_ms:.1f} ms, batched transform "
+          f"{batched_ms:.1f} ms ({ref_ms / batched_ms:.2f}x)")
+    if args.device != "cpu":
+        _, dev_ms = colour_cost(args.device)
+        print(f"batched transform on {args.device}: {dev_ms:.3f} ms per clip")
+    uint8 = FRAMES * 3 * SIZE * SIZE
+    draws = sum(v.nbytes for v in draw_augment(FRAMES).values())
+    print(f"bytes per clip handed over: {uint8 + draws:,} (uint8 clip {uint8:,} + draws {draws}) against "
+          f"{4 * uint8:,} float32 ({4 * uint8 / (uint8 + draws):.2f}x fewer)")
+
+    print(f"\n{'set':<22} {'decoder':<11} {'workers':>7} {'loader clips/s':>15} {'per worker':>11} "
+          f"{'all-CPU per worker':>19}")
     for ext in ("avi", "mp4"):
         width, height, codec, _ = SETS[ext]
         t0 = time.perf_counter()
         paths = make_videos(Path(args.dir) / ext, ext, args.videos)
-        gen = time.perf_counter() - t0
-        fast = VideoClipDataset([Sample(p, 0) for p in paths], num_frames=16, input_size=224, train=True)
-        plain = PlainDataset(paths)
-        for w in args.workers:
-            p = clips_per_second(plain, w, args.clips)
-            f = clips_per_second(fast, w, args.clips)
-            label = f"{width}x{height} {codec} .{ext}"
-            print(f"{label:<22} {w:>7} {p:>14.1f} {f:>16.1f} {f / p:>8.1f}x", flush=True)
-        if gen > 1:
-            print(f"  (generated {len(paths)} videos in {gen:.0f} s)")
+        if time.perf_counter() - t0 > 1:
+            print(f"  (generated {len(paths)} videos in {time.perf_counter() - t0:.0f} s)")
+        label = f"{width}x{height} {codec} .{ext}"
+        samples = [Sample(p, 0) for p in paths]
+        for decoder in decoders:
+            device = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=True, decoder=decoder)
+            cpu = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=False, decoder=decoder)
+            for w in args.workers:
+                fast = clips_per_second(file_loader(device, w, args.clips), args.clips)
+                slow = clips_per_second(file_loader(cpu, w, args.clips), args.clips)
+                print(f"{label:<22} {decoder:<11} {w:>7} {fast:>15.1f} {fast / w:>11.1f} {slow / w:>19.1f}",
+                      flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = pack_videos(paths, Path(tmp), args.clips + max(args.workers))
+            if folder is None:
+                print("  shards: litdata not installed")
+                continue
+            repeated = [samples[i % len(samples)] for i in range(args.clips + max(args.workers))]
+            dataset = VideoClipDataset(repeated, FRAMES, SIZE, train=True, device_augment=True)
+            for w in args.workers:
+                files = clips_per_second(file_loader(dataset, w, args.clips), args.clips)
+                sharded = clips_per_second(shard_loader(dataset, folder, w), args.clips)
+                print(f"  shards vs files, {w} worker(s), {describe_backend('auto')}: {sharded:.1f} vs {files:.1f} "
+                      f"clips/s ({sharded / files:.2f}x)", flush=True)
 
 
 if __name__ == "__main__":

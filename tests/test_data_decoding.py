@@ -1,4 +1,5 @@
-"""Decoding: the sparse PyAV reader returns exactly the frames of a full decode; synthetic videos."""
+"""Decoding: every available backend (sparse PyAV reader, torchcodec) returns exactly the frames of a
+full decode; the backend choice; synthetic videos."""
 
 from fractions import Fraction
 from pathlib import Path
@@ -8,8 +9,20 @@ import numpy as np
 import pytest
 
 from data_helpers import make_synthetic, noise_frames, set_mp4_rotation
-from tc_clip.data import synthetic
-from tc_clip.data.decoding import VideoDecodeError, probe, read_all_frames, read_frames
+from tc_clip.data import synthetic, torchcodec_backend
+from tc_clip.data.decoding import VideoDecodeError, probe, read_all_frames, read_frames, resolve_backend
+
+_TORCHCODEC = torchcodec_backend.torchcodec_status()
+
+
+@pytest.fixture(
+    params=[
+        "pyav",
+        pytest.param("torchcodec", marks=pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])),
+    ]
+)
+def backend(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +73,15 @@ def test_synthetic_classes_differ_visually():
     assert min(dists) > 40
 
 
-def _check_equal(path, index_sets):
+def _check_equal(path, index_sets, backend):
     full = read_all_frames(path)
     for idx in index_sets:
-        got, n = read_frames(path, idx)
+        got, n = read_frames(path, idx, backend=backend)
         assert n == len(full)
         np.testing.assert_array_equal(got, full[idx], err_msg=f"{path} {idx}")
 
 
-def test_sparse_decode_equals_full_decode(synth, gop_videos):
+def test_sparse_decode_equals_full_decode(synth, gop_videos, backend):
     rng = np.random.default_rng(0)
     paths = [
         Path(synth.root) / line.rsplit(" ", 1)[0]
@@ -78,16 +91,16 @@ def test_sparse_decode_equals_full_decode(synth, gop_videos):
         n = probe(p).num_frames
         sets = [[0], [n - 1], list(range(n)), [n - 1, 0, 5, 5, 3]]
         sets += [sorted(rng.choice(n, 8, replace=False).tolist()) for _ in range(3)]
-        _check_equal(p, sets)
+        _check_equal(p, sets, backend)
 
 
-def test_sampler_callable_and_clamping(gop_videos):
-    got, n = read_frames(gop_videos[0], lambda n: [0, n - 1, n + 10])
+def test_sampler_callable_and_clamping(gop_videos, backend):
+    got, n = read_frames(gop_videos[0], lambda n: [0, n - 1, n + 10], backend=backend)
     assert n == 90 and got.shape == (3, 48, 64, 3)
     np.testing.assert_array_equal(got[1], got[2])
 
 
-def test_variable_frame_rate(tmp_path):
+def test_variable_frame_rate(tmp_path, backend):
     p = tmp_path / "vfr.mp4"
     frames = noise_frames(30)
     with av.open(str(p), "w") as c:
@@ -104,46 +117,112 @@ def test_variable_frame_rate(tmp_path):
         for pkt in s.encode():
             c.mux(pkt)
     assert probe(p).num_frames == 30
-    _check_equal(p, [[0, 7, 13, 29], list(range(0, 30, 2))])
+    _check_equal(p, [[0, 7, 13, 29], list(range(0, 30, 2))], backend)
 
 
-def test_short_grayscale_odd_size(tmp_path):
+def test_short_grayscale_odd_size(tmp_path, backend):
     p = tmp_path / "gray.mkv"
     gray = noise_frames(5, 63, 47)[..., 0]
     synthetic.write_video(p, gray, codec="ffv1", pix_fmt="gray")
-    got, n = read_frames(p, [0, 1, 2, 3, 4, 4, 4, 4])
+    got, n = read_frames(p, [0, 1, 2, 3, 4, 4, 4, 4], backend=backend)
     assert n == 5 and got.shape == (8, 47, 63, 3)
     np.testing.assert_array_equal(got[..., 0], gray[[0, 1, 2, 3, 4, 4, 4, 4]])
     np.testing.assert_array_equal(got[..., 0], got[..., 2])
 
 
-def test_rotation_metadata(tmp_path):
+def test_rotation_metadata(tmp_path, backend):
     src, rotated = tmp_path / "r.mp4", tmp_path / "r90.mp4"
     frames = np.zeros((4, 48, 64, 3), np.uint8)
     frames[:, :8, :8] = 255  # white top-left corner
     synthetic.write_video(src, frames)
     set_mp4_rotation(src, rotated)
-    got, _ = read_frames(rotated, [0])
+    got, _ = read_frames(rotated, [0], backend=backend)
     assert got.shape == (1, 64, 48, 3)
     # rotated 90 degrees clockwise: the corner moves to the top-right
     assert got[0, :6, -6:].mean() > 200 and got[0, :6, :6].mean() < 50
 
 
-def test_short_side_resize_in_decoder(gop_videos):
-    got, _ = read_frames(gop_videos[0], [0, 1], short_side=24)
+def test_short_side_resize_in_decoder(gop_videos, backend):
+    got, _ = read_frames(gop_videos[0], [0, 1], short_side=24, backend=backend)
     assert got.shape == (2, 24, 32, 3)
-    got, _ = read_frames(gop_videos[0], [0], short_side=100)  # never upsample
+    full = read_all_frames(gop_videos[0])[[0, 1]].astype(np.float32)
+    small = full.reshape(2, 24, 2, 32, 2, 3).mean((2, 4))  # the 2 x 2 average
+    # a real downscale of these noise frames (area or bilinear filter), far from a wrong one
+    err, wrong = np.abs(got - small).mean(), np.abs(got - small[:, ::-1]).mean()
+    assert err < 16 and err < 0.6 * wrong
+    got, _ = read_frames(gop_videos[0], [0], short_side=100, backend=backend)  # never upsample
     assert got.shape == (1, 48, 64, 3)
 
 
-def test_bad_files(tmp_path):
+def test_bad_files(tmp_path, backend):
     with pytest.raises(FileNotFoundError):
-        read_frames(tmp_path / "nope.mp4", [0])
+        read_frames(tmp_path / "nope.mp4", [0], backend=backend)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)
-    with pytest.raises(VideoDecodeError):
-        read_frames(bad, [0])
+    with pytest.raises(VideoDecodeError, match="bad.mp4"):
+        read_frames(bad, [0], backend=backend)
     empty = tmp_path / "empty.avi"
     empty.write_bytes(b"")
-    with pytest.raises(VideoDecodeError):
-        read_frames(empty, [0])
+    with pytest.raises(VideoDecodeError, match="empty.avi"):
+        read_frames(empty, [0], backend=backend)
+    with pytest.raises(VideoDecodeError, match="shard item 7"):
+        read_frames(bad.read_bytes(), [0], backend=backend, name="shard item 7")
+
+
+def test_bytes_source_equals_file(gop_videos, backend):
+    for path in gop_videos:
+        from_file, n = read_frames(path, [3, 0, 47, 89], backend=backend)
+        from_bytes, m = read_frames(path.read_bytes(), [3, 0, 47, 89], backend=backend)
+        assert n == m == 90
+        np.testing.assert_array_equal(from_bytes, from_file)
+
+
+def test_backend_choice(monkeypatch, gop_videos):
+    monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
+    assert resolve_backend("auto") == ("torchcodec" if _TORCHCODEC[0] else "pyav")
+    assert resolve_backend("pyav") == "pyav"
+    with pytest.raises(ValueError, match="'ffmpeg'"):
+        resolve_backend("ffmpeg")
+    monkeypatch.setenv("TC_CLIP_DECODER", "pyav")
+    assert resolve_backend("auto") == "pyav" and resolve_backend("torchcodec" if _TORCHCODEC[0] else "pyav")
+    monkeypatch.setenv("TC_CLIP_DECODER", "decord")
+    with pytest.raises(ValueError, match="TC_CLIP_DECODER='decord'"):
+        resolve_backend("auto")
+    monkeypatch.delenv("TC_CLIP_DECODER")
+    monkeypatch.setattr(torchcodec_backend, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
+    assert resolve_backend("auto") == "pyav"
+    with pytest.raises(RuntimeError, match="torchcodec unavailable"):
+        resolve_backend("torchcodec")
+
+
+@pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
+def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported codec")
+
+    monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
+    monkeypatch.setattr(torchcodec_backend, "read_frames", broken)
+    got, n = read_frames(gop_videos[0], [0, 5])
+    np.testing.assert_array_equal(got, read_all_frames(gop_videos[0])[[0, 5]])
+    with pytest.raises(VideoDecodeError, match="with torchcodec: unsupported codec"):
+        read_frames(gop_videos[0], [0, 5], backend="torchcodec")
+
+
+def test_data_module_decoder_option(synth, monkeypatch, caplog):
+    from tc_clip.data import VideoDataModule
+
+    def dm(decoder):
+        return VideoDataModule(train_list=synth.train_list, labels=synth.labels, num_frames=4, input_size=32,
+                               batch_size=2, num_workers=0, decoder=decoder)
+
+    from tc_clip.data import dataset
+
+    dataset._announce_decoder.cache_clear()  # said once per process: forget earlier tests
+    with caplog.at_level("INFO"):
+        d = dm("pyav")
+        d.setup("fit")
+    assert "video decoder: pyav" in caplog.text and d._datasets["fit"][0].decoder == "pyav"
+    assert next(iter(d.train_dataloader()))["video"].shape == (2, 4, 3, 32, 32)
+    monkeypatch.setattr(torchcodec_backend, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
+    with pytest.raises(RuntimeError, match="decoder 'torchcodec' was asked for but torchcodec unavailable"):
+        dm("torchcodec").setup("fit")

@@ -33,7 +33,7 @@ def dm_for(synth, **kw):
 def test_train_and_eval_batches(synth):
     dm = dm_for(synth, test_views=2, test_crops=3)
     dm.setup("fit")
-    b = next(iter(dm.train_dataloader()))
+    b = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # colour half, as on the device
     assert b["video"].shape == (3, 4, 3, 32, 32) and b["video"].dtype == torch.float32
     assert b["label"].dtype == torch.long and b["index"].shape == (3,) and b["skipped"].tolist() == [0, 0, 0]
     v = next(iter(dm.val_dataloader()[0]))
@@ -95,7 +95,7 @@ def test_two_workers_seeded(synth):
         dm.setup("fit")
         loader = dm.train_dataloader()
         assert loader.num_workers == 2 and loader.persistent_workers
-        return [(b["index"], b["video"]) for b in loader]
+        return [(b["index"], dm.on_after_batch_transfer(b, 0)["video"]) for b in loader]
 
     a, b = run(), run()
     assert len(a) == 3
@@ -163,7 +163,7 @@ def test_subclass_arguments_visible_to_the_cli(tmp_path):
         return vars(parser.get_defaults()["d"])
 
     base = cli_args(VideoDataModule)
-    assert len(base) == 33 and base["flip"] is True and base["num_frames"] == 16
+    assert len(base) == 36 and base["flip"] is True and base["num_frames"] == 16
     extra = {"split": 1, "videos_dir": None, "splits_dir": None}
     for name, own in [
         ("HMDB51DataModule", {"root": "data/hmdb51", **extra}),

@@ -384,7 +384,7 @@ def test_unreadable_eval_videos_are_left_out_of_top1(synth, tmp_path):
     # a stand-in classifier: right on the first 7 readable videos, wrong on the other 2 (7/9 = 0.778)
     predicted = {}
     for n, (i, (_path, label)) in enumerate((i, r) for i, r in enumerate(rows) if r in readable):
-        predicted[round(ds.load(i).double().sum().item(), 3)] = label if n < 7 else (label + 1) % 3
+        predicted[round(ds.load(i)[0].double().sum().item(), 3)] = label if n < 7 else (label + 1) % 3
     metric = EvalSetAccuracy(num_classes=3)
     with pytest.warns(BadVideoWarning) as record:
         for batch in dm.val_dataloader()[0]:

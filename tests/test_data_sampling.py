@@ -9,8 +9,10 @@ from tc_clip.data.transforms import (
     MEAN,
     MultiScaleCrop,
     Normalize255,
+    draw_augment,
     eval_indices,
     eval_transform,
+    train_geometry,
     train_indices,
     train_transform,
 )
@@ -61,15 +63,25 @@ def test_multiscale_crop_sizes_and_positions():
         assert (top, left) in {(0, 0), (0, 4 * dx), (4 * dy, 0), (4 * dy, 4 * dx), (2 * dy, 2 * dx)}
 
 
-def test_train_transform_same_for_every_frame():
+def test_train_transform_geometry_per_clip_jitter_per_frame():
+    """SPEC 5b: crop, flip, grayscale and whether to jitter per clip; jitter factors and order per frame."""
     frame = torch.randint(0, 256, (3, 72, 96), dtype=torch.uint8)
     clip = frame.expand(8, 3, 72, 96).clone()
     tf = train_transform(64)
+    jittered = plain = 0
     for seed in range(30):
         torch.manual_seed(seed)
         out = tf(clip)
+        torch.manual_seed(seed)
+        geometry = train_geometry(64)(clip)
+        params = draw_augment(8)
         assert out.shape == (8, 3, 64, 64) and out.dtype == torch.float32
-        assert torch.equal(out, out[:1].expand_as(out)), f"frames differ with seed {seed}"
+        assert torch.equal(geometry, geometry[:1].expand_as(geometry))  # one crop for every frame
+        same = torch.equal(out, out[:1].expand_as(out))
+        assert same != bool(params["jitter"]), f"seed {seed}"
+        jittered += bool(params["jitter"])
+        plain += same
+    assert jittered > 15 and plain > 0
 
 
 def test_train_transform_draws_vary_between_clips():
@@ -109,17 +121,31 @@ def test_eval_transform_one_and_three_crops():
 def test_clip_colour_jitter_matches_torchvision_ops():
     from torchvision.transforms import v2
 
-    from tc_clip.data.transforms import ClipColorJitter, adjust_hue
+    from tc_clip.data.transforms import STD, adjust_hue, augment_clip
 
     x = torch.randint(0, 256, (2, 3, 16, 16)).float()
     for shift in (-0.1, 0.03, 0.5):
         ref = v2.functional.adjust_hue(x / 255, shift) * 255
         assert torch.allclose(adjust_hue(x, shift), ref, atol=1e-2)
-    jitter = ClipColorJitter(0.4, 0, 0, 0)
-    torch.manual_seed(0)
-    out = jitter(x.byte())
-    ratio = out[x > 10] / x[x > 10]
-    clipped = out[x > 10] == 255
-    assert out.dtype == torch.float32 and torch.allclose(
-        ratio[~clipped], ratio[~clipped][0].expand_as(ratio[~clipped])
-    )
+    params = draw_augment(2, flip=False, jitter=(0.4, 0, 0, 0))
+    params.update(jitter=torch.tensor(True), gray=torch.tensor(False))
+    assert (params["factors"][:, 1:] == torch.tensor([1.0, 1.0, 0.0])).all()
+    out = augment_clip(x.byte(), params) * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    for t in range(2):  # brightness only: one factor per frame, drawn anew for each frame
+        keep = (x[t] > 10) & (out[t] < 254.9)
+        assert torch.allclose(out[t][keep] / x[t][keep], params["factors"][t, 0], rtol=1e-5)
+    assert params["factors"][0, 0] != params["factors"][1, 0]
+
+
+def test_colour_ops_match_torchvision():
+    """Brightness, contrast and saturation of :func:`colour_op` are torchvision's, per frame factor."""
+    from torchvision.transforms import v2
+
+    from tc_clip.data.transforms import colour_op
+
+    x = torch.randint(0, 256, (3, 3, 16, 16)).float()
+    factors = torch.tensor([0.6, 1.0, 1.4])
+    tv = (v2.functional.adjust_brightness, v2.functional.adjust_contrast, v2.functional.adjust_saturation)
+    for op, fn in enumerate(tv):
+        ref = torch.stack([fn(frame / 255, float(f)) * 255 for frame, f in zip(x, factors, strict=True)])
+        assert torch.allclose(colour_op(x.clone(), op, factors), ref, atol=1e-3), op

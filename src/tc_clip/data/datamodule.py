@@ -9,7 +9,7 @@ import re
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -19,6 +19,7 @@ from tc_clip.data import annotations as ann
 from tc_clip.data.annotations import Sample
 from tc_clip.data.base_novel import name_key, published_base_ids
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
+from tc_clip.data.gpu_augment import device_transform
 from tc_clip.data.sampler import ResumableSampler, SeededDataset
 
 __all__ = [
@@ -144,7 +145,12 @@ class VideoDataModule(L.LightningDataModule):
     augmentation (``flip`` off for SSv2); evaluation ``val_views`` / ``test_views`` temporal views times
     ``val_crops`` / ``test_crops`` (1 or 3) crops. An unreadable training video is replaced by another;
     an unreadable evaluation video is left out of the metric and counted (``skipped``); both are named
-    in a warning. ``strict=True`` raises instead.
+    in a warning. ``strict=True`` raises instead. ``device_augment`` (default on): workers hand over
+    ``uint8`` clips and the colour augmentation and normalisation run batched on the device after the
+    transfer.
+    ``decoder``: ``auto`` (torchcodec where it imports and works, else PyAV), or force one.
+    ``shards_dir``: stream the clips from litdata shards packed by ``tc-clip pack`` (the training split
+    must be packed there; evaluation sets are read from shards where packed, else from their files).
     """
 
     dataset_name = "videos"
@@ -179,6 +185,9 @@ class VideoDataModule(L.LightningDataModule):
         num_workers: int = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        device_augment: bool = True,
+        decoder: Literal["auto", "torchcodec", "pyav"] = "auto",
+        shards_dir: str | None = None,
         val_views: int = 1,
         val_crops: int = 1,
         test_views: int = 2,
@@ -227,6 +236,9 @@ class VideoDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        self.device_augment = device_augment
+        self.decoder = decoder
+        self.shards_dir = shards_dir
         self.val_views, self.val_crops = val_views, val_crops
         self.test_views, self.test_crops = test_views, test_crops
         self.flip = flip
@@ -601,9 +613,16 @@ class VideoDataModule(L.LightningDataModule):
             flip=self.flip,
             strict=self.strict,
             return_path=stage == "predict",
+            device_augment=self.device_augment,
+            decoder=self.decoder,
         )
 
     def _loader(self, dataset: VideoClipDataset, train: bool) -> DataLoader:
+        if self.shards_dir:  # litdata shards written by tc_clip.data.shards.pack (`tc-clip pack`)
+            from tc_clip.data.shards import sharded_loader
+
+            if (loader := sharded_loader(self, dataset, train)) is not None:
+                return loader
         generator = torch.Generator()
         generator.manual_seed(self.seed)
         workers = self.num_workers
@@ -619,6 +638,11 @@ class VideoDataModule(L.LightningDataModule):
             worker_init_fn=worker_init_fn,
             generator=generator,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Colour augmentation and normalisation of ``uint8`` clips, batched on the device
+        (:func:`tc_clip.data.gpu_augment.device_transform`; Lightning calls this hook of the data module)."""
+        return device_transform(batch)
 
     def _stage_datasets(self, stage: str) -> list[VideoClipDataset]:
         if stage not in self._datasets:
@@ -1055,6 +1079,10 @@ class ZeroShotSuiteDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         return [dl for m in self.members.values() for dl in m.val_dataloader()]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The members hand over ``uint8`` clips: normalised on the device, as in :class:`VideoDataModule`."""
+        return device_transform(batch)
 
     def test_dataloader(self) -> list[DataLoader]:
         return [dl for m in self.members.values() for dl in m.test_dataloader()]

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 
 from tc_clip.data.annotations import Sample
 from tc_clip.data.decoding import VideoDecodeError, read_frames
+from tc_clip.data.gpu_augment import AUGMENT_KEY
+from tc_clip.data.torchcodec_backend import Backend, describe_backend
 from tc_clip.data.transforms import (
+    Normalize255,
+    augment_clip,
     decode_short_side,
+    draw_augment,
+    eval_crops,
     eval_indices,
-    eval_transform,
+    train_geometry,
     train_indices,
-    train_transform,
 )
 
 __all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
@@ -38,6 +45,11 @@ class VideoClipDataset(Dataset):
     the replacements. An unreadable evaluation video is not replaced (that would count another video
     twice): its item is a zero clip with ``label`` -1 and ``skipped`` 1, which the metrics leave out.
     Each file is named once in a :class:`BadVideoWarning`. ``strict=True`` raises instead.
+
+    ``device_augment=True`` leaves the colour half of the pipeline to the device
+    (:func:`tc_clip.data.gpu_augment.device_transform`): ``video`` stays ``uint8`` and training items
+    carry their random draws under ``augment`` (same draws, same result, a quarter of the bytes).
+    ``decoder``: ``"auto"`` (torchcodec where it works, else PyAV), ``"torchcodec"`` or ``"pyav"``.
     """
 
     def __init__(
@@ -52,6 +64,8 @@ class VideoClipDataset(Dataset):
         strict: bool = False,
         return_path: bool = False,
         max_retries: int = 10,
+        device_augment: bool = False,
+        decoder: Backend = "auto",
     ):
         if crops not in (1, 3):
             raise ValueError(f"crops must be 1 or 3, got {crops}")
@@ -66,7 +80,11 @@ class VideoClipDataset(Dataset):
         self.strict = strict
         self.return_path = return_path
         self.max_retries = max_retries
-        self.transform = train_transform(input_size, flip=flip) if train else None
+        self.flip = flip
+        self.device_augment = device_augment
+        self.geometry = train_geometry(input_size) if train else None
+        self.decoder = decoder
+        _announce_decoder(describe_backend(decoder))  # also checks a forced choice
         self._warned: set[str] = set()
 
     def __len__(self) -> int:
@@ -80,22 +98,31 @@ class VideoClipDataset(Dataset):
             out += eval_indices(n, self.num_frames, v, self.views)
         return out
 
-    def load(self, index: int) -> torch.Tensor:
-        """The transformed clip of sample ``index`` (raises on a bad video)."""
-        s = self.samples[index]
+    def read(self, index: int) -> torch.Tensor:
+        """The sampled frames of sample ``index``, ``uint8 [K, 3, H, W]`` (raises on a bad video)."""
         short = decode_short_side(self.input_size, 1 if self.train else self.crops)
-        frames, _ = read_frames(s.path, self._indices, short_side=short)
-        clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # [K, 3, H, W] uint8
+        frames, _ = read_frames(self.samples[index].path, self._indices, short_side=short, backend=self.decoder)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)
+
+    def transform(self, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """Sampled frames -> the item's ``video`` and, for the device, the training draws."""
         if self.train:
-            return self.transform(clip)
+            clip = self.geometry(clip)
+            params = draw_augment(self.num_frames, self.flip)
+            return (clip, params) if self.device_augment else (augment_clip(clip, params), None)
         views = clip.reshape(self.views, self.num_frames, *clip.shape[1:])
-        out = [eval_transform(v, self.input_size, self.crops) for v in views]  # each [crops, T, 3, S, S]
-        return torch.cat(out)
+        out = torch.cat([eval_crops(v, self.input_size, self.crops) for v in views])  # [V*C, T, 3, S, S]
+        return (out, None) if self.device_augment else (Normalize255()(out), None)
+
+    def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+        """The transformed clip of sample ``index`` and its device draws (raises on a bad video)."""
+        return self.transform(self.read(index))
 
     def _blank(self) -> torch.Tensor:
         """The stand-in for an unreadable evaluation video (its label -1 keeps it out of the metric)."""
         size = self.input_size
-        return torch.zeros(self.views * self.crops, self.num_frames, 3, size, size)
+        dtype = torch.uint8 if self.device_augment else torch.float32
+        return torch.zeros(self.views * self.crops, self.num_frames, 3, size, size, dtype=dtype)
 
     def _warn(self, path: str, error: Exception, action: str) -> None:
         if path not in self._warned:
@@ -104,24 +131,24 @@ class VideoClipDataset(Dataset):
 
     def _unreadable(self, index: int, error: Exception) -> dict:
         self._warn(self.samples[index].path, error, "left out of the evaluation")
-        item = self._item(index, index, self._blank(), 1)
+        item = self._item(index, index, self._blank(), 1, None)
         item["label"] = torch.tensor(-1, dtype=torch.long)
         return item
 
     def __getitem__(self, index: int) -> dict:
         if not self.train:
             try:
-                video = self.load(index)
+                video, _ = self.load(index)
             except (FileNotFoundError, VideoDecodeError, OSError) as e:
                 if self.strict:
                     raise
                 return self._unreadable(index, e)
-            return self._item(index, index, video, 0)
+            return self._item(index, index, video, 0, None)
         skipped = 0
         current = index
         while True:
             try:
-                video = self.load(current)
+                video, params = self.load(current)
                 break
             except (FileNotFoundError, VideoDecodeError, OSError) as e:
                 if self.strict:
@@ -136,9 +163,11 @@ class VideoClipDataset(Dataset):
                     ) from e
                 current = random.randrange(len(self.samples) - 1)
                 current += current >= index
-        return self._item(index, current, video, skipped)
+        return self._item(index, current, video, skipped, params)
 
-    def _item(self, index: int, current: int, video: torch.Tensor, skipped: int) -> dict:
+    def _item(
+        self, index: int, current: int, video: torch.Tensor, skipped: int, params: dict[str, torch.Tensor] | None
+    ) -> dict:
         s = self.samples[current]
         item = {
             "video": video,
@@ -146,9 +175,17 @@ class VideoClipDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.long),
             "skipped": torch.tensor(skipped, dtype=torch.long),
         }
+        if params is not None:
+            item[AUGMENT_KEY] = params
         if self.return_path:
             item["path"] = s.path
         return item
+
+
+@functools.cache
+def _announce_decoder(description: str) -> None:
+    """Say once per process (and decoder) which decoder reads the videos."""
+    rank_zero_info(f"video decoder: {description}")
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -1,4 +1,5 @@
-"""Decoding only the frames a clip needs, with PyAV.
+"""Decoding only the frames a clip needs: torchcodec where it works (see
+:mod:`tc_clip.data.torchcodec_backend`), else PyAV, whose reader is described here.
 
 :func:`read_frames` first demuxes the whole video stream (cheap: no decoding), which gives the exact
 number of frames and, for every frame in presentation order, its packet and the keyframe it depends on.
@@ -15,6 +16,7 @@ only the wanted frames. Rotation metadata is applied, grayscale and odd-sized vi
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +24,23 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-__all__ = ["VideoDecodeError", "VideoInfo", "probe", "read_frames", "read_all_frames"]
+from tc_clip.data import torchcodec_backend
+from tc_clip.data.torchcodec_backend import BACKENDS, Backend, resolve_backend
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "VideoDecodeError",
+    "VideoInfo",
+    "probe",
+    "read_frames",
+    "read_all_frames",
+    "resolve_backend",
+]
 
 IndexSampler = Callable[[int], Sequence[int]]
+#: a video file, or the bytes of one (as stored in shards)
+Source = str | os.PathLike | bytes
 
 
 class VideoDecodeError(RuntimeError):
@@ -40,16 +56,25 @@ class VideoInfo:
     rotation: int = 0
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"video not found: {path}")
+def _name(source: Source, name: str | None = None) -> str:
+    return name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
+
+
+def _check_exists(source: Source) -> None:
+    if not isinstance(source, bytes) and not os.path.exists(source):
+        raise FileNotFoundError(f"video not found: {source}")
+
+
+def _open(path: Source, name: str | None = None) -> av.container.InputContainer:
+    _check_exists(path)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        src = io.BytesIO(path) if isinstance(path, bytes) else str(path)
+        container = av.open(src, metadata_errors="ignore")
     except Exception as e:  # av.error.* and OSError
-        raise VideoDecodeError(f"cannot open video {path}: {e}") from e
+        raise VideoDecodeError(f"cannot open video {_name(path, name)}: {e}") from e
     if not container.streams.video:
         container.close()
-        raise VideoDecodeError(f"no video stream in {path}")
+        raise VideoDecodeError(f"no video stream in {_name(path, name)}")
     return container
 
 
@@ -204,20 +229,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
-def read_frames(
-    path: str | os.PathLike,
-    indices: Sequence[int] | IndexSampler,
-    short_side: int | None = None,
+def _read_pyav(
+    path: Source, indices: Sequence[int] | IndexSampler, short_side: int | None, name: str | None
 ) -> tuple[np.ndarray, int]:
-    """Decode the frames ``indices`` (presentation order, may repeat, any order) of ``path``.
-
-    ``indices`` may be a function of the number of frames that returns the indices (TSN sampling needs
-    the frame count first). Indices past the end are clamped to the last frame. ``short_side`` resizes
-    frames whose short side is larger down to it during the RGB conversion (area interpolation).
-    Returns ``(uint8 [len(indices), H, W, 3], num_frames)``.
-    Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
-    """
-    container = _open(path)
+    container = _open(path, name)
+    path = _name(path, name)
     try:
         stream = container.streams.video[0]
         try:
@@ -264,7 +280,7 @@ def read_frames(
         container.close()
 
 
-def read_all_frames(path: str | os.PathLike) -> np.ndarray:
+def read_all_frames(path: Source) -> np.ndarray:
     """The plain approach, as a reference: decode every frame to RGB, in presentation order."""
     container = _open(path)
     try:
@@ -274,3 +290,33 @@ def read_all_frames(path: str | os.PathLike) -> np.ndarray:
     if not frames:
         raise VideoDecodeError(f"no frame could be decoded from {path}")
     return np.stack(frames)
+
+
+def read_frames(
+    source: Source,
+    indices: Sequence[int] | IndexSampler,
+    short_side: int | None = None,
+    backend: Backend = "auto",
+    name: str | None = None,
+) -> tuple[np.ndarray, int]:
+    """Decode the frames ``indices`` (presentation order, may repeat, any order) of a video file or of
+    its bytes; ``name`` names it in errors (default: the path).
+
+    ``indices`` may be a function of the number of frames that returns the indices (TSN sampling needs
+    the frame count first). Indices past the end are clamped to the last frame. ``short_side`` resizes
+    frames whose short side is larger down to it. ``backend``: ``"pyav"``, ``"torchcodec"`` or
+    ``"auto"`` (torchcodec when it imports and decodes a probe video, else PyAV; a file torchcodec
+    cannot read is retried with PyAV). Both return the frames of a full decode, pixel for pixel;
+    they differ only in the resize filter (PyAV: area, torchcodec: antialiased bilinear).
+    Returns ``(uint8 [len(indices), H, W, 3], num_frames)``.
+    Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
+    """
+    _check_exists(source)
+    chosen = resolve_backend(backend)
+    if chosen == "torchcodec":
+        try:
+            return torchcodec_backend.read_frames(source, indices, short_side)
+        except Exception as e:  # torchcodec raises RuntimeError/ValueError for unreadable input
+            if backend == "torchcodec":
+                raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
+    return _read_pyav(source, indices, short_side, name)

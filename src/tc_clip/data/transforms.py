@@ -1,8 +1,10 @@
 """Frame sampling (TSN) and clip transforms of SPEC section 5.
 
-Clips are ``uint8`` tensors ``[T, 3, H, W]``; ``torchvision.transforms.v2`` treats the leading ``T`` as a
-batch dimension, so every random choice (crop, flip, colour jitter, grayscale) is drawn once per clip
-and applied to all its frames.
+Clips are ``uint8`` tensors ``[T, 3, H, W]``. Crop, flip, grayscale and whether to jitter are drawn once
+per clip; the colour-jitter factors and their order are drawn per frame (SPEC 5b). The geometric part
+(:func:`train_geometry`, :func:`eval_crops`) keeps ``uint8``; the colour part draws its parameters with
+:func:`draw_augment` so that it can run here (:func:`augment_clip`) or batched on the device
+(:mod:`tc_clip.data.gpu_augment`) with the same result.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ __all__ = [
     "train_indices",
     "eval_indices",
     "MultiScaleCrop",
-    "ClipColorJitter",
+    "ClipAugment",
     "adjust_hue",
+    "colour_op",
+    "draw_augment",
+    "augment_clip",
     "Normalize255",
+    "train_geometry",
     "train_transform",
+    "eval_crops",
     "eval_transform",
     "resize_short_side",
     "decode_short_side",
@@ -122,8 +129,9 @@ def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
     """HSV hue rotation of float 0-255 RGB ``[..., 3, H, W]`` by ``shift`` (in turns, -0.5..0.5).
 
     Same result as torchvision's ``adjust_hue`` up to float rounding, several times faster: value and
-    saturation are kept, so the output is ``v - c * clamp(min(k, 4 - k), 0, 1)`` with
-    ``k = (n + 6 * hue) mod 6`` for ``n = 5, 3, 1`` (red, green, blue), ``v = max``, ``c = max - min``.
+    saturation are kept, so with the new hue ``h`` in ``[0, 6)``, ``v = max`` and ``c = max - min`` the
+    output is ``v - c * w`` with ``w`` = ``clamp(2 - |h - 3|, 0, 1)`` (red), ``clamp(|h - 2| - 1, 0, 1)``
+    (green) and ``clamp(|h - 4| - 1, 0, 1)`` (blue).
     """
     r, g, b = clip.unbind(-3)
     v = clip.amax(-3)
@@ -132,69 +140,119 @@ def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
     h = torch.where(v == r, g - b, torch.where(v == g, (b - r).add_(safe, alpha=2), (r - g).add_(safe, alpha=4)))
     h = h.div_(safe).add_(6 * shift).remainder_(6)
     out = torch.empty_like(clip)
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
-        k = h + n
-        k = k.sub_((k >= 6).to(k.dtype), alpha=6)  # (h + n) mod 6, h already in [0, 6)
-        weight = torch.minimum(k, 4 - k).clamp_(0, 1)
+    for channel, centre in enumerate((3.0, 2.0, 4.0)):
+        weight = (h - centre).abs_()
+        weight = (weight.neg_().add_(2) if channel == 0 else weight.sub_(1)).clamp_(0, 1)
         torch.sub(v, weight.mul_(c), out=out.select(-3, channel))
     return out
 
 
-class ClipColorJitter(torch.nn.Module):
-    """Colour jitter with one draw per clip (factors and the order of the four operations), on 0-255
-    values (uint8 in, float32 out). Brightness/contrast/saturation as torchvision (contrast blends
-    with the mean gray level of each frame); hue uses :func:`adjust_hue`."""
+#: colour-jitter ranges of the release: brightness, contrast, saturation, hue
+JITTER = (0.4, 0.4, 0.2, 0.1)
+#: the factor of each jitter operation that leaves a frame unchanged (the operation is skipped)
+IDENTITY = (1.0, 1.0, 1.0, 0.0)
 
-    def __init__(
-        self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2, hue: float = 0.1
-    ):
+
+def colour_op(x: torch.Tensor, op: int, factor: torch.Tensor | float) -> torch.Tensor:
+    """Jitter operation ``op`` (0 brightness, 1 contrast, 2 saturation, 3 hue) of float 0-255 frames
+    ``[..., 3, H, W]``, in place where it can. ``factor`` is a number or one value per frame ``[...]``.
+
+    Brightness/contrast/saturation as torchvision (contrast blends with the mean gray level of each
+    frame); hue uses :func:`adjust_hue`.
+    """
+    if isinstance(factor, torch.Tensor):
+        factor = factor.reshape(factor.shape + (1,) * (2 if op == 3 else 3))
+    if op == 0:
+        return x.mul_(factor).clamp_(0, 255)
+    if op == 1:  # blend with the mean gray level: factor * x + (1 - factor) * mean
+        return x.lerp_(_gray(x).mean(dim=(-3, -2, -1), keepdim=True), 1 - factor).clamp_(0, 255)
+    if op == 2:
+        return x.lerp_(_gray(x), 1 - factor).clamp_(0, 255)
+    return adjust_hue(x, factor)
+
+
+def draw_augment(
+    num_frames: int,
+    flip: bool = True,
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+    jitter: tuple[float, float, float, float] = JITTER,
+) -> dict[str, torch.Tensor]:
+    """The random draws of the colour/flip augmentation of one clip (SPEC 5b), from torch's RNG.
+
+    Per clip: ``flip`` (p 0.5, never when ``flip`` is off), ``jitter`` (p ``jitter_p``) and ``gray``
+    (p ``gray_p``). Per frame: ``factors [T, 4]`` (brightness, contrast, saturation: uniform in
+    ``[max(0, 1 - a), 1 + a]``; hue: uniform in ``[-a, a]``; identity where the amount is 0) and
+    ``order [T, 4]``, the order of the four operations. The same draws are made whatever is enabled,
+    so the RNG advances by the same amount for every clip.
+    """
+    flip_draw, jitter_draw, gray_draw = torch.rand(3).unbind()
+    u = torch.rand(num_frames, 4)
+    order = torch.rand(num_frames, 4).argsort(dim=-1)
+    lo = torch.tensor([max(0.0, 1 - a) for a in jitter[:3]] + [-jitter[3]])
+    hi = torch.tensor([1 + a for a in jitter[:3]] + [jitter[3]])
+    factors = torch.where(torch.tensor(jitter) > 0, lo + (hi - lo) * u, torch.tensor(IDENTITY))
+    return {
+        "flip": flip_draw < (0.5 if flip else 0.0),
+        "jitter": jitter_draw < jitter_p,
+        "gray": gray_draw < gray_p,
+        "factors": factors,
+        "order": order,
+    }
+
+
+def augment_clip(clip: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Reference colour/flip augmentation of one ``uint8 [T, 3, S, S]`` clip with the draws ``params``
+    of :func:`draw_augment`: per-frame colour jitter, grayscale, flip, normalisation -> float32.
+
+    Frame by frame on purpose: :func:`tc_clip.data.gpu_augment.augment_batch` computes the same on a
+    whole batch and is tested against this.
+    """
+    x = clip.to(torch.float32, copy=True)
+    if params["jitter"]:
+        frames = []
+        for frame, factors, order in zip(x, params["factors"].tolist(), params["order"].tolist(), strict=True):
+            for op in order:
+                if factors[op] != IDENTITY[op]:
+                    frame = colour_op(frame, op, factors[op])
+            frames.append(frame)
+        x = torch.stack(frames)
+    if params["gray"]:
+        x = _gray(x).expand_as(x)
+    if params["flip"]:
+        x = x.flip(-1)
+    return Normalize255()(x)
+
+
+class ClipAugment(torch.nn.Module):
+    """Colour jitter (p 0.8 per clip, factors and order per frame), grayscale (p 0.2) and flip (p 0.5)
+    per clip, then normalisation: ``uint8 [T, 3, S, S]`` -> float32 (SPEC 5 and 5b)."""
+
+    def __init__(self, flip: bool = True):
         super().__init__()
-        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
-
-    @staticmethod
-    def _factor(amount: float) -> float | None:
-        if amount <= 0:
-            return None
-        return float(torch.empty(()).uniform_(max(0.0, 1 - amount), 1 + amount))
+        self.flip = flip
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        x = clip.to(torch.float32, copy=True)
-        order = torch.randperm(4).tolist()
-        b, c, s = self._factor(self.brightness), self._factor(self.contrast), self._factor(self.saturation)
-        h = float(torch.empty(()).uniform_(-self.hue, self.hue)) if self.hue > 0 else None
-        for op in order:  # x is our own float copy: update it in place
-            if op == 0 and b is not None:
-                x.mul_(b).clamp_(0, 255)
-            elif op == 1 and c is not None:
-                mean = _gray(x).mean(dim=(-3, -2, -1), keepdim=True)
-                x.mul_(c).add_(mean, alpha=1 - c).clamp_(0, 255)
-            elif op == 2 and s is not None:
-                gray = _gray(x)
-                x.mul_(s).add_(gray, alpha=1 - s).clamp_(0, 255)
-            elif op == 3 and h is not None:
-                x = adjust_hue(x, h)
-        return x
+        return augment_clip(clip, draw_augment(clip.shape[0], self.flip))
 
     def extra_repr(self) -> str:
-        b, c, s, h = self.brightness, self.contrast, self.saturation, self.hue
-        return f"brightness={b}, contrast={c}, saturation={s}, hue={h}"
+        return f"flip={self.flip}, jitter={JITTER}, jitter_p=0.8, gray_p=0.2"
 
 
-def train_transform(size: int = 224, flip: bool = True) -> v2.Compose:
-    """SPEC's training augmentation for ``uint8 [T, 3, H, W]`` clips -> normalised ``[T, 3, S, S]``."""
-    steps: list = [
+def train_geometry(size: int = 224) -> v2.Compose:
+    """The geometric part of the training augmentation, on ``uint8 [T, 3, H, W]`` -> ``uint8 [T, 3, S, S]``:
+    short side to ``int(256/224*S)``, multi-scale crop (one draw per clip), resize to ``S x S``."""
+    return v2.Compose([
         v2.Resize(resize_short_side(size), antialias=True),
         MultiScaleCrop(),
         v2.Resize((size, size), antialias=True),
-    ]
-    if flip:
-        steps.append(v2.RandomHorizontalFlip(0.5))
-    steps += [
-        v2.RandomApply([ClipColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-        Normalize255(),
-    ]
-    return v2.Compose(steps)
+    ])
+
+
+def train_transform(size: int = 224, flip: bool = True) -> v2.Compose:
+    """SPEC's training augmentation for ``uint8 [T, 3, H, W]`` clips -> normalised ``[T, 3, S, S]``,
+    all on the CPU (:func:`train_geometry`, then :class:`ClipAugment`)."""
+    return v2.Compose([*train_geometry(size).transforms, ClipAugment(flip)])
 
 
 def _three_crops(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -208,23 +266,27 @@ def _three_crops(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [clip[..., y : y + size, left : left + size] for y in tops]
 
 
-def eval_transform(clip: torch.Tensor, size: int = 224, crops: int = 1) -> torch.Tensor:
-    """Test-time transform of ``uint8 [T, 3, H, W]`` -> normalised ``[crops, T, 3, S, S]``.
+def eval_crops(clip: torch.Tensor, size: int = 224, crops: int = 1) -> torch.Tensor:
+    """Test-time resize and crops of ``uint8 [T, 3, H, W]`` -> ``uint8 [crops, T, 3, S, S]``.
 
     One crop: resize the short side to ``int(256/224*S)`` and take the centre ``S x S``; three crops:
     resize the short side to ``S`` and take three ``S x S`` crops along the long side.
     """
-    norm = Normalize255()
     if crops == 1:
         clip = v2.functional.resize(clip, [resize_short_side(size)], antialias=True)
-        clip = v2.functional.center_crop(clip, [size, size])
-        return norm(clip)[None]
+        return v2.functional.center_crop(clip, [size, size])[None]
     if crops == 3:
         clip = v2.functional.resize(clip, [size], antialias=True)
         if min(clip.shape[-2:]) < size:  # rounding made the short side smaller than S
             clip = v2.functional.resize(clip, [size, max(size, clip.shape[-1])], antialias=True)
-        return torch.stack([norm(c) for c in _three_crops(clip, size)])
+        return torch.stack(_three_crops(clip, size))
     raise ValueError(f"crops must be 1 or 3, got {crops}")
+
+
+def eval_transform(clip: torch.Tensor, size: int = 224, crops: int = 1) -> torch.Tensor:
+    """Test-time transform of ``uint8 [T, 3, H, W]`` -> normalised ``[crops, T, 3, S, S]``
+    (:func:`eval_crops`, then normalisation)."""
+    return Normalize255()(eval_crops(clip, size, crops))
 
 
 def decode_short_side(size: int, crops: int = 1) -> int:
