@@ -77,7 +77,8 @@ def evaluate(
     ``eval_sets``: one entry per dataloader with ``name``, ``class_names`` and optionally ``group`` /
     ``role`` (the data module's ``eval_sets(stage)``). ``alpha`` only labels the results. A bare
     ``TCCLIP`` works too. ``batch_to_device(batch, dataloader_idx)`` defaults to moving tensors to the
-    module's device; ``max_batches`` limits each dataloader; ``context`` wraps every forward (autocast).
+    module's device and normalising ``uint8`` clips (:func:`~tc_clip.data.gpu_augment.device_transform`);
+    ``max_batches`` limits each dataloader; ``context`` wraps every forward (autocast).
     """
     from tc_clip.lightning.metrics import EvalSetAccuracy
 
@@ -87,8 +88,10 @@ def evaluate(
     scores_fn = _scores_fn(module)
     device = next(module.parameters()).device
     if batch_to_device is None:
-        def batch_to_device(batch, _idx):
-            return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        from tc_clip.data.gpu_augment import device_transform
+
+        def batch_to_device(batch, _idx):  # the data modules hand over uint8 clips: normalise them here
+            return device_transform({k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()})
     context = context or contextlib.nullcontext
     was_training = module.training
     module.eval()
