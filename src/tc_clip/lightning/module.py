@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import lightning as L
@@ -52,6 +52,8 @@ class TCCLIPModule(L.LightningModule):
         config: the research switches (:class:`~tc_clip.model.config.TCCLIPConfig`).
         class_names: vocabulary used when the data module provides none (e.g. ``predict`` on a folder of
             videos without a labels file); a checkpoint's training vocabulary is used otherwise.
+        input_size: frame size the data delivers (``tc-clip`` links it to ``data.input_size``); a size the
+            architecture cannot take is an error when the module is built, not at the first batch.
     Optimisation (AdamW, per-step linear warm-up from 0 and cosine, :mod:`tc_clip.lightning.schedule`)
         lr, lr_min: peak learning rate of the base group and the floor of the cosine (absolute).
         warmup_epochs: warm-up length in epochs (may be fractional); converted to optimiser steps.
@@ -75,8 +77,9 @@ class TCCLIPModule(L.LightningModule):
         model_name: str = "ViT-B-16",
         pretrained: str | None = None,
         release_checkpoint: str | None = None,
-        config: TCCLIPConfig | None = None,
+        config: TCCLIPConfig = TCCLIPConfig(),  # noqa: B008 - copied below, never mutated
         class_names: list[str] | None = None,
+        input_size: int | None = None,
         lr: float = 2e-6,
         lr_min: float = 2e-8,
         warmup_epochs: float = 5.0,
@@ -95,7 +98,7 @@ class TCCLIPModule(L.LightningModule):
         super().__init__()
         if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
             config = TCCLIPConfig(**config)
-        config = config if config is not None else TCCLIPConfig()
+        config = replace(config) if config is not None else TCCLIPConfig()
         self.save_hyperparameters()
         if isinstance(self.hparams.get("config"), TCCLIPConfig):
             # keep checkpoints loadable with ``weights_only=True``: plain containers only
@@ -108,6 +111,13 @@ class TCCLIPModule(L.LightningModule):
             raise ValueError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(SCHEDULE_SHAPES)}")
         self.config = config
         self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
+        size = getattr(getattr(self.model, "visual", None), "image_size", None)
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        if input_size is not None and size is not None and int(input_size) != int(size):
+            raise ValueError(
+                f"data.input_size {input_size} does not fit model {model_name!r}, which takes {size}x{size} "
+                f"frames: set --data.input_size {size}"
+            )
         self._train_class_names: list[str] | None = list(class_names) if class_names else None
         self._eval_sets: dict[str, list[_EvalSet]] = {}
         self.eval_metrics = nn.ModuleDict()
