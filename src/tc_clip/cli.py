@@ -267,6 +267,12 @@ def _monitored_metric(datamodule: Any) -> str | None:
     return f"val/{named[0].name}/top1" if named else None
 
 
+def config_checkpoint(cli: LightningCLI) -> ModelCheckpoint | None:
+    """The ``--checkpoint.*`` ModelCheckpoint (keeps ``best.ckpt``)."""
+    ckpt = cli._get(cli.config_init, "checkpoint")
+    return ckpt if isinstance(ckpt, ModelCheckpoint) else None
+
+
 def configure_fit(cli: LightningCLI) -> None:
     """Gradient accumulation from ``global_batch_size``, the default monitored metric, and the callbacks
     that validate the last epoch, defer base-to-novel novel sets and print the end-of-fit summary."""
@@ -283,8 +289,8 @@ def configure_fit(cli: LightningCLI) -> None:
             cli._parser(cli.subcommand).error(str(err))
         trainer.accumulate_grad_batches = accumulate
         config.trainer.accumulate_grad_batches = accumulate  # the saved config says what ran
-    ckpt = trainer.checkpoint_callback
-    if ckpt is not None and getattr(ckpt, "monitor", "") is None and hasattr(cli.datamodule, "eval_sets"):
+    ckpt = config_checkpoint(cli)
+    if ckpt is not None and ckpt.monitor is None and hasattr(cli.datamodule, "eval_sets"):
         ckpt.monitor = _monitored_metric(cli.datamodule)
         if ckpt.monitor:
             rank_zero_info(f"checkpoint.monitor: {ckpt.monitor}")

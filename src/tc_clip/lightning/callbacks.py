@@ -13,8 +13,13 @@ import math
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+
+def monitored_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The checkpoint callback that keeps the best epoch (the first one with a monitored metric)."""
+    return next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
 
 
 class ValidateAtFitEnd(Callback):
@@ -81,7 +86,8 @@ class NovelAtBestBase(Callback):
         self._restore()
         if not self.deferred or trainer.interrupted:
             return
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = monitored_checkpoint(trainer)
+        best = ckpt.best_model_path if ckpt is not None else ""
         if not best:
             rank_zero_warn(
                 f"base-to-novel: no best checkpoint (checkpointing off or no validation): {', '.join(self.deferred)} "
@@ -103,8 +109,8 @@ class FitSummary(Callback):
         self.best_epoch: int | None = None
 
     def _monitor(self, trainer: L.Trainer) -> tuple[str | None, str]:
-        cb = trainer.checkpoint_callback
-        return (getattr(cb, "monitor", None), getattr(cb, "mode", "max")) if cb is not None else (None, "max")
+        cb = monitored_checkpoint(trainer)
+        return (cb.monitor, cb.mode) if cb is not None else (None, "max")
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         monitor, mode = self._monitor(trainer)
