@@ -283,3 +283,107 @@ def test_predict_on_the_demo_config(cache, tmp_path):
                  "--data.predict_list", str(videos)]) == 0
     rows = list(csv.DictReader(open(next(root.rglob("predictions.csv")))))
     assert len(rows) == 3 * (4 + 3) and rows[0]["pred_1"] in synthetic.class_names(3)
+
+
+# --------------------------------------------------------------------------- the machine at hand
+
+
+def test_precision_and_accumulation_follow_the_machine(cache, tmp_path, capsys):
+    from tc_clip.cli import build_cli
+
+    base = [*demo_args(cache, tmp_path / "runs"), "--trainer.precision", "null", "--trainer.accelerator", "auto",
+            "--trainer.devices", "auto"]
+    cli = build_cli([*base, "--global_batch_size", "12"], run=False)
+    assert cli.trainer.precision == "32-true"  # CPU
+    assert cli.trainer.world_size == 1 and cli.trainer.accumulate_grad_batches == 3  # 12 = 4 x 1 x 3
+    for extra, needle in ((["--global_batch_size", "10"], "not a multiple of data.batch_size 4"),
+                          (["--global_batch_size", "12", "--trainer.accumulate_grad_batches", "2"],
+                           "trainer.accumulate_grad_batches 2 contradicts global_batch_size 12")):
+        with pytest.raises(SystemExit):
+            build_cli([*base, *extra], run=False)
+        assert needle in capsys.readouterr().err
+
+
+def test_auto_precision_on_gpus(monkeypatch):
+    from tc_clip.cli_options import auto_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert auto_precision("auto") == "bf16-mixed" and auto_precision("gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert auto_precision(None) == "16-mixed"
+    assert auto_precision("cpu") == "32-true"
+
+
+def test_data_values_drive_the_model(cache, tmp_path, capsys):
+    from tc_clip.cli import build_cli
+
+    cli = build_cli([*demo_args(cache, tmp_path / "runs"), "--data.num_frames", "6"], run=False)
+    assert cli.model.config.num_frames == 6 == cli.datamodule.num_frames and cli.model.hparams.input_size == 64
+    with pytest.raises(SystemExit):  # one value drives both: the model's copy is not a second option
+        build_cli([*demo_args(cache, tmp_path / "runs"), "--model.config.num_frames", "4"], run=False)
+    assert "data.init_args.num_frames" in capsys.readouterr().err
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="data.input_size 32 does not fit model 'tiny'.*64x64"):
+        build_cli([*demo_args(cache, tmp_path / "runs"), "--data.input_size", "32"], run=False)
+    assert time.perf_counter() - start < 20 and not (tmp_path / "runs").exists()  # before any log folder
+
+
+def test_fit_shorter_than_the_validation_interval_still_validates(cache, tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root, epochs=2), "--trainer.check_val_every_n_epoch", "5"]) == 0
+    v0 = root / "version_0"
+    assert [r["epoch"] for r in read_eval_records(v0)] == [1] and (v0 / "checkpoints/best.ckpt").is_file()
+    out = capsys.readouterr().out
+    assert "fit summary" in out and "at epoch 1" in out and str(v0 / "checkpoints/best.ckpt") in out
+    assert f"logs: {v0}" in out
+
+
+@pytest.fixture
+def trained_with_moved_clip(cache, tmp_path):
+    """A demo checkpoint fine-tuned from a tiny CLIP file that has since moved (old path gone)."""
+    import open_clip
+
+    from tc_clip.model import TINY_CLIP_CFG
+
+    old, new = tmp_path / "old" / "clip.pt", tmp_path / "new" / "clip.pt"
+    old.parent.mkdir()
+    new.parent.mkdir()
+    torch.save(open_clip.CLIP(**TINY_CLIP_CFG).state_dict(), old)
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root), "--trainer.limit_train_batches", "1",
+                 "--model.pretrained", str(old)]) == 0
+    old.rename(new)
+    return root / "version_0/checkpoints/best.ckpt", new
+
+
+def test_ckpt_path_keeps_free_options_and_refuses_architecture(cache, tmp_path, trained_with_moved_clip, capsys):
+    import yaml
+
+    ckpt, clip = trained_with_moved_clip
+    root = tmp_path / "t"
+    assert main(["validate", *demo_args(cache, root), "--ckpt_path", str(ckpt), "--model.pretrained", str(clip),
+                 "--model.views_per_forward", "3"]) == 0
+    hparams = yaml.safe_load((root / "version_0/hparams.yaml").read_text())
+    assert hparams["pretrained"] == str(clip) and hparams["views_per_forward"] == 3
+    for sub, extra, needle in (
+        ("test", ["--model.config.n_ctx", "6"], "model.config.n_ctx: 6 contradicts the checkpoint's 4"),
+        ("validate", ["--model.config.use_tc", "false"], "model.config.use_tc: False contradicts"),
+        # resuming fit continues the checkpoint's recipe: another learning rate is refused, not ignored
+        ("fit", ["--model.lr", "0.5"], "model.lr: 0.5 contradicts the checkpoint's 0.001"),
+    ):
+        with pytest.raises(SystemExit):
+            main([sub, *demo_args(cache, root), "--ckpt_path", str(ckpt), *extra])
+        err = capsys.readouterr().err
+        assert needle in err and str(ckpt) in err
+
+
+def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_with_moved_clip):
+    """The README's `tc-clip test --config ... --config configs/zero_shot_k400_wise.yaml --model.pretrained NEW
+    --ckpt_path best.ckpt`: the checkpoint's training-machine path no longer exists."""
+    ckpt, clip = trained_with_moved_clip
+    root = tmp_path / "wise"
+    assert main(["test", *demo_args(cache, root), "--config", str(REPO / "configs/zero_shot_k400_wise.yaml"),
+                 "--model.pretrained", str(clip), "--ckpt_path", str(ckpt)]) == 0
+    (record,) = read_eval_records(root / "version_0")
+    assert record["stage"] == "test" and record["ckpt_path"] == str(ckpt) and record["sets"][0]["videos"] == 9
