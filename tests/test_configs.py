@@ -16,6 +16,7 @@ import yaml
 
 from tc_clip.cli import build_cli
 from tc_clip.data import synthetic
+from tc_clip.results import read_eval_records
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -355,3 +356,33 @@ def test_few_shot_config_fits_on_cpu_with_data_options_and_a_small_model(layouts
     assert ckpt["global_step"] == 2  # 8 videos, 4 batches of 2, 2 per optimiser step
     # the config's monitored metric exists (the best checkpoint was kept by it) and the summary names it
     assert "best val/hmdb51/split1/top1 = " in capsys.readouterr().out
+
+
+def test_base_to_novel_novel_set_at_the_best_base_epoch(layouts, tmp_path, capsys):
+    """Base validated every epoch (the novel loader is not even iterated during fit); after fit the best-base
+    checkpoint is evaluated on base and novel, logging novel top-1 and the harmonic mean at that epoch."""
+    from tc_clip.cli import main
+
+    root = tmp_path / "runs"
+    args = ["fit", "--config", str(CONFIGS / "base2novel_ucf.yaml"), *overrides("base2novel_ucf", layouts, tmp_path),
+            "--trainer.default_root_dir", str(root), "--trainer.max_epochs", "2", "--data.batch_size", "2",
+            "--global_batch_size", "2", "--data.val_views", "1", "--checkpoint.monitor", "null"]
+    assert main(args) == 0
+    records = read_eval_records(root / "version_0")
+    assert len(records) == 3  # two epochs of base, then base + novel with best.ckpt
+    for r in records[:2]:
+        assert [s["role"] for s in r["sets"]] == ["base"] and not r["summary"]
+    final = records[2]
+    assert [s["role"] for s in final["sets"]] == ["base", "novel"] and final["ckpt_path"].endswith("best.ckpt")
+    group = final["sets"][0]["group"] or "base_novel"  # summary.base_novel_summary names an ungrouped pair so
+    base_scores = [r["sets"][0]["top1"] for r in records[:2]]
+    best_epoch = int(base_scores[1] > base_scores[0])  # ModelCheckpoint keeps the first of equal scores
+    assert final["epoch"] == best_epoch and final["sets"][0]["top1"] == pytest.approx(base_scores[best_epoch])
+    b, n = final["sets"][0]["top1"], final["sets"][1]["top1"]
+    assert final["summary"][f"{group}/hm"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+    with open(root / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    novel = [r for r in rows if r.get(f"val/{group}/hm")]
+    assert len(novel) == 1 and novel[0][f"val/{final['sets'][1]['name']}/top1"]
+    out = capsys.readouterr().out
+    assert f"val/{group}/hm = " in out and "fit summary" in out
