@@ -254,7 +254,7 @@ def test_protocol_summaries_logged(name, sub, keys, layouts, tmp_path):
     run = cli.trainer.test if sub == "test" else cli.trainer.validate
     out = run(cli.model, datamodule=cli.datamodule)[0]
     prefix = "test" if sub == "test" else "val"
-    group = cli.datamodule.eval_sets(sub)[0].group
+    group = cli.datamodule.eval_sets(sub)[0].group or "base_novel"  # an ungrouped base/novel pair
     for key in keys:
         assert f"{prefix}/{group}/{key}" in out
     assert f"{prefix}/top1" not in out  # no unnamed alias: the harmonic mean is not called top1
@@ -337,7 +337,7 @@ def test_learning_rate_at_warmup_end_midpoint_and_last_step(name):
         assert (warm, steps) == (12, 72)
 
 
-def test_few_shot_config_fits_on_cpu_with_data_options_and_a_small_model(layouts, tmp_path, capsys):
+def test_few_shot_config_fits_on_cpu_with_data_options_and_a_small_model(layouts, tmp_path, capsys, caplog):
     """`tc-clip fit --config configs/few_shot_hmdb.yaml` with the data options, a small model and a run length
     that fits a test: accelerator/devices/precision resolve to this CPU, accumulation from global_batch_size."""
     from tc_clip.cli import main
@@ -351,7 +351,8 @@ def test_few_shot_config_fits_on_cpu_with_data_options_and_a_small_model(layouts
             "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
     assert main(args) == 0
     saved = yaml.safe_load((root / "version_0" / "config.yaml").read_text())
-    assert saved["trainer"]["precision"] == "32-true" and saved["trainer"]["accumulate_grad_batches"] == 2
+    assert saved["trainer"]["precision"] == "32-true" and saved["global_batch_size"] == 4
+    assert "2 per device x 1 devices x 2 accumulation = 4" in caplog.text
     ckpt = torch.load(root / "version_0/checkpoints/best.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 2  # 8 videos, 4 batches of 2, 2 per optimiser step
     # the config's monitored metric exists (the best checkpoint was kept by it) and the summary names it

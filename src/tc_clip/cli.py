@@ -15,7 +15,8 @@ before anything is built. On top of plain LightningCLI:
 
 * loggers: unless ``--trainer.logger`` is given, a TensorBoard and a CSV logger write into
   ``<trainer.default_root_dir>/version_N/`` (with ``config.yaml`` and ``checkpoints/``);
-* callbacks: ModelCheckpoint (best by ``val/top1``, ``--checkpoint.*``), :class:`LastCheckpoint`
+* callbacks: ModelCheckpoint (``checkpoints/best.ckpt`` by ``checkpoint.monitor``, by default the first
+  validation set's top-1; ``--checkpoint.*``), :class:`LastCheckpoint`
   (``last.ckpt`` after every epoch), LearningRateMonitor (when logging);
 * ``--ckpt_path last`` resumes from the newest ``last.ckpt`` under ``trainer.default_root_dir`` (or
   under ``--checkpoint.dirpath``), restoring weights, optimiser, scheduler and epoch;
@@ -68,8 +69,9 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 }
 
 _EPILOG = (
-    "Also: 'tc-clip check-data --config CONFIG' verifies a dataset's list files, label files and videos "
-    "(tc-clip check-data --help)."
+    "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
+    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
+    "paper's tables."
 )
 
 
@@ -287,8 +289,7 @@ def configure_fit(cli: LightningCLI) -> None:
             accumulate = accumulation_for(global_batch, per_device, trainer.world_size, given)
         except ValueError as err:
             cli._parser(cli.subcommand).error(str(err))
-        trainer.accumulate_grad_batches = accumulate
-        config.trainer.accumulate_grad_batches = accumulate  # the saved config says what ran
+        trainer.accumulate_grad_batches = accumulate  # not written back: the config stays valid on any machine
     ckpt = config_checkpoint(cli)
     if ckpt is not None and ckpt.monitor is None and hasattr(cli.datamodule, "eval_sets"):
         ckpt.monitor = _monitored_metric(cli.datamodule)
