@@ -378,7 +378,7 @@ def test_ckpt_path_keeps_free_options_and_refuses_architecture(cache, tmp_path, 
         assert needle in err and str(ckpt) in err
 
 
-def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_with_moved_clip):
+def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_with_moved_clip, capsys):
     """The README's `tc-clip test --config ... --config configs/zero_shot_k400_wise.yaml --model.pretrained NEW
     --ckpt_path best.ckpt`: the checkpoint's training-machine path no longer exists."""
     ckpt, clip = trained_with_moved_clip
@@ -387,3 +387,5 @@ def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_wi
                  "--model.pretrained", str(clip), "--ckpt_path", str(ckpt)]) == 0
     (record,) = read_eval_records(root / "version_0")
     assert record["stage"] == "test" and record["ckpt_path"] == str(ckpt) and record["sets"][0]["videos"] == 9
+    out = capsys.readouterr().out  # one results table for the stage, not Lightning's one per dataloader
+    assert out.count("test results") == 1 and "Test metric" not in out

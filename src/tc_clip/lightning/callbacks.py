@@ -123,7 +123,7 @@ class FitSummary(Callback):
         if self.best is None or (value > self.best if mode == "max" else value < self.best):
             self.best, self.best_epoch = value, trainer.current_epoch
 
-    def summary(self, trainer: L.Trainer) -> str:
+    def summary(self, trainer: L.Trainer, log_dir: str | None = None) -> str:
         monitor, _ = self._monitor(trainer)
         lines = ["fit summary"]
         if monitor and self.best is not None:
@@ -139,9 +139,10 @@ class FitSummary(Callback):
             if path:
                 what = f"best by {cb.monitor}" if getattr(cb, "monitor", None) else "latest"
                 lines.append(f"  checkpoint ({what}): {path}")
-        lines.append(f"  logs: {trainer.log_dir}")
+        lines.append(f"  logs: {log_dir if log_dir is not None else trainer.log_dir}")
         return "\n".join(lines)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # a broadcast: every process asks
         if trainer.is_global_zero:
-            print(self.summary(trainer))
+            print(self.summary(trainer, log_dir))

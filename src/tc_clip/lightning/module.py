@@ -292,11 +292,12 @@ class TCCLIPModule(L.LightningModule):
     def _report(self, prefix: str, results: list[EvalSetResult], counts: dict, summary: dict) -> None:
         """Counts go to the run's results file (not to the metric curves); the table is printed once per
         evaluation outside ``fit``."""
-        if not self.trainer.is_global_zero:
+        trainer = self.trainer
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a broadcast: every process asks
+        if not trainer.is_global_zero:
             return
         from tc_clip.results import append_eval_record
 
-        trainer = self.trainer
         fitting = trainer.state.fn == "fit"
         dm = self._datamodule()
         describe = getattr(dm, "describe", None)
@@ -313,7 +314,7 @@ class TCCLIPModule(L.LightningModule):
             ],
             "summary": summary,
         }
-        append_eval_record(trainer.log_dir or trainer.default_root_dir, record)
+        append_eval_record(log_dir, record)
         if not fitting:
             print(format_table(prefix, results, counts, summary))
 
