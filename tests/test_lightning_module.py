@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from tc_clip.lightning import TCCLIPModule
@@ -200,12 +201,13 @@ def test_eval_records_and_one_table_per_stage(tmp_path, capsys):
                              "train_list": None}
     data.eval_sets = lambda stage: [Info("fake/split1", FakeData.train_class_names, "fake"),
                                     Info("fake/split2", ["EatFood", "drink_water"], "fake")]
-    out = trainer(default_root_dir=tmp_path).test(module, data, verbose=False)[0]
+    logger = CSVLogger(tmp_path, name="")
+    out = trainer(logger=logger).test(module, data, verbose=False)[0]
     splits = (out["test/fake/split1/top1"], out["test/fake/split2/top1"])
     assert out["test/fake/top1_mean"] == pytest.approx(sum(splits) / 2)
     printed = capsys.readouterr().out
     assert printed.count("test results") == 1 and "fake/split2" in printed and "fake/top1_mean" in printed
-    (record,) = read_eval_records(tmp_path)
+    (record,) = read_eval_records(logger.log_dir)
     assert record["stage"] == "test" and record["meta"]["protocol"] == "zero_shot"
     assert [(s["name"], s["videos"], s["skipped"]) for s in record["sets"]] == [
         ("fake/split1", 5, 1), ("fake/split2", 3, 1)]

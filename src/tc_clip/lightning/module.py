@@ -290,10 +290,12 @@ class TCCLIPModule(L.LightningModule):
         return logged
 
     def _report(self, prefix: str, results: list[EvalSetResult], counts: dict, summary: dict) -> None:
-        """Counts go to the run's results file (not to the metric curves); the table is printed once per
-        evaluation outside ``fit``."""
+        """Counts go to the run's results file in the logger's folder (not to the metric curves); the table
+        is printed once per evaluation outside ``fit``."""
         trainer = self.trainer
-        log_dir = trainer.log_dir or trainer.default_root_dir  # a broadcast: every process asks
+        if not trainer.loggers:  # no log folder: nothing to write into, and no table outside the CLI's runs
+            return
+        log_dir = trainer.log_dir  # a broadcast: every process asks
         if not trainer.is_global_zero:
             return
         from tc_clip.results import append_eval_record
