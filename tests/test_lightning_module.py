@@ -147,6 +147,10 @@ def test_leftover_micro_batches_are_dropped():
     assert tr.lr_scheduler_configs[0].scheduler.lr_lambdas[0].total_steps == 6
     adam_steps = {float(s["step"]) for s in tr.optimizers[0].state.values()}
     assert adam_steps == {6.0}
+    # HMDB-51 2-shot (SPEC 5b): 102 videos, 8 per device, global batch 64 -> 12 micro-batches, 1 step per epoch
+    hmdb = trainer(max_epochs=2, accumulate_grad_batches=8, limit_val_batches=0)
+    hmdb.fit(make_module(mixup_alpha=0.0, cutmix_alpha=0.0), FakeData(n_train=102, batch_size=8))
+    assert hmdb.global_step == 2 == hmdb.estimated_stepping_batches
     with pytest.raises(RuntimeError, match="not one complete global batch"):
         trainer(max_epochs=1, accumulate_grad_batches=8, limit_val_batches=0).fit(
             make_module(), FakeData(n_train=10, batch_size=2))
