@@ -16,6 +16,8 @@ import torch
 
 from tc_clip.cli import main
 from tc_clip.data import synthetic
+from tc_clip.lightning import TCCLIPModule
+from tc_clip.results import read_eval_records
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "configs" / "demo.yaml")
@@ -43,6 +45,12 @@ def demo_args(cache: Path, root: Path, epochs: int = 1) -> list[str]:
     ]
 
 
+def val_top1_key(metrics: dict) -> str:
+    """The one ``val/{set}/top1`` metric of the demo's single validation set."""
+    (key,) = [k for k in metrics if k.startswith("val/") and k.endswith("/top1")]
+    return key
+
+
 def read_metrics(version_dir: Path) -> dict[str, float]:
     """Last non-empty value of every column of a CSVLogger metrics.csv."""
     out: dict[str, float] = {}
@@ -61,10 +69,13 @@ def test_demo_fit_validate_resume(cache, tmp_path):
     files = ("config.yaml", "metrics.csv", "hparams.yaml", "checkpoints/last.ckpt", "checkpoints/config.yaml")
     for rel in files:
         assert (v0 / rel).is_file(), rel
-    assert list(v0.glob("checkpoints/best-*.ckpt")) and list(v0.glob("events.out.tfevents.*"))
+    assert (v0 / "checkpoints/best.ckpt").is_file() and list(v0.glob("events.out.tfevents.*"))
     metrics = read_metrics(v0)
-    assert {"val/top1", "val/val/top1", "val/val/top5", "train/loss_epoch"} <= set(metrics)
-    assert metrics["val/val/videos"] == 9
+    top1 = val_top1_key(metrics)
+    assert {top1, top1.replace("/top1", "/top5"), "train/loss_epoch"} <= set(metrics)
+    assert "val/top1" not in metrics and not [k for k in metrics if k.endswith(("/videos", "/skipped"))]
+    records = read_eval_records(v0)  # counts live in the results file, one record per evaluation epoch
+    assert [r["epoch"] for r in records] == [0, 1] and records[0]["sets"][0]["videos"] == 9
     assert any(k.startswith("lr") for k in metrics)  # LearningRateMonitor
     steps_per_epoch = 3  # 12 videos, batch 4
     last = torch.load(v0 / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
@@ -80,7 +91,7 @@ def test_demo_fit_validate_resume(cache, tmp_path):
 
     # validate the newest last.ckpt
     assert main(["validate", *demo_args(cache, root), "--ckpt_path", "last"]) == 0
-    assert read_metrics(root / "version_1")["val/val/videos"] == 9
+    assert read_eval_records(root / "version_1")[0]["sets"][0]["videos"] == 9
 
 
 def test_predict_writes_csv(cache, tmp_path):
@@ -98,13 +109,14 @@ def test_predict_writes_csv(cache, tmp_path):
         "--data.labels", str(data_root / "labels.csv"),
         "--data.num_frames", "8", "--data.input_size", "64", "--data.num_workers", "0",
         "--data.batch_size", "8", "--model.predict_top_k", "2",
-    ]
+    ]  # the checkpoint was trained with predict_top_k 5: the command line wins
     assert main(args) == 0
     written = list((tmp_path / "pred").rglob("predictions.csv"))
     assert len(written) == 1
     rows = list(csv.DictReader(open(written[0])))
     assert len(rows) == 3 * (4 + 3)
     assert set(rows[0]) >= {"path", "pred_1", "score_1", "pred_2", "score_2"}
+    assert not [k for k in rows[0] if k.startswith(("pred_3", "score_3"))]
     assert rows[0]["pred_1"] in synthetic.class_names(3)
     assert float(rows[0]["score_1"]) >= float(rows[0]["score_2"])
     # JSON through an explicitly configured writer
@@ -144,7 +156,7 @@ def test_few_shot_without_shot_fails_before_building(capsys):
     start = time.perf_counter()
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(REPO / "configs" / "few_shot_hmdb.yaml")])
-    assert "--data.shot" in capsys.readouterr().err
+    assert "--data.train_list" in capsys.readouterr().err
     assert time.perf_counter() - start < 20  # no ViT-B/16 was built
 
 
@@ -155,16 +167,58 @@ def test_print_config(capsys):
     text = capsys.readouterr().out
     assert "SyntheticVideoDataModule" in text and "num_context_tokens: 16" in text
     assert "num_classes: 7" in text
-    assert "monitor: val/top1" in text
+    assert "monitor: null" in text and "global_batch_size:" in text
 
 
-def test_check_data_is_forwarded(monkeypatch):
+def test_check_data_takes_the_fit_options(monkeypatch, cache, capsys):
+    """check-data parses like fit (--config, --data.*, --data.init_args.*), builds only the data module."""
     seen = {}
+
+    class Report:
+        ok = False
+
+        def __str__(self):
+            return "2 videos missing"
+
+    def run_checks(dm, stages):
+        seen.update(dm=dm, stages=stages)
+        return Report()
+
     fake = types.ModuleType("tc_clip.data.check")
-    fake.main = lambda argv: seen.setdefault("argv", argv) and 3
+    fake.run_checks = run_checks
     monkeypatch.setitem(sys.modules, "tc_clip.data.check", fake)
-    assert main(["check-data", "--config", "x.yaml"]) == 3
-    assert seen["argv"] == ["--config", "x.yaml"]
+    built = []
+    monkeypatch.setattr(TCCLIPModule, "_build_model", staticmethod(lambda *a: built.append(1)))
+    args = ["--config", DEMO, "--data.cache_dir", str(cache), "--data.init_args.num_classes", "3",
+            "--data.batch_size", "5", "--stages", "fit", "validate"]
+    assert main(["check-data", *args]) == 1
+    assert type(seen["dm"]).__name__ == "SyntheticVideoDataModule" and not built
+    assert seen["dm"].gen_kwargs["num_classes"] == 3 and seen["dm"].batch_size == 5
+    assert seen["stages"] == ["fit", "validate"]
+    assert "2 videos missing" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the fit parser's checks: a mistyped key fails by name
+        main(["check-data", "--config", DEMO, "--data.num_clases", "3"])
+    assert "num_clases" in capsys.readouterr().err
+
+
+def test_pack_and_report_are_wired(monkeypatch, cache, tmp_path, capsys):
+    calls = {}
+    shards = types.ModuleType("tc_clip.data.shards")
+    shards.pack = lambda dm, output_dir, stage="fit": calls.setdefault("pack", (dm, output_dir, stage)) and {
+        "videos": 12, "output_dir": output_dir}
+    monkeypatch.setitem(sys.modules, "tc_clip.data.shards", shards)
+    out = str(tmp_path / "shards")
+    assert main(["pack", "--config", DEMO, "--data.cache_dir", str(cache), "--output_dir", out,
+                 "--stage", "validate"]) == 0
+    dm, output_dir, stage = calls["pack"]
+    assert type(dm).__name__ == "SyntheticVideoDataModule" and output_dir == out and stage == "validate"
+    assert "videos: 12" in capsys.readouterr().out
+    import tc_clip.results
+
+    monkeypatch.setattr(tc_clip.results, "report_main", lambda argv: calls.setdefault("report", argv) and 0,
+                        raising=False)
+    assert main(["report", "runs/a", "runs/b", "--format", "csv"]) == 0
+    assert calls["report"] == ["runs/a", "runs/b", "--format", "csv"]
 
 
 def _run(args: list[str], cwd: Path) -> None:
@@ -184,16 +238,18 @@ def test_ddp_two_cpu_processes_match_one(cache, tmp_path):
     fit_dir = fit_root / "version_0"
     ckpt = fit_dir / "checkpoints/last.ckpt"
     fit_metrics = read_metrics(fit_dir)
-    assert fit_metrics["val/val/videos"] == 9
+    assert read_eval_records(fit_dir)[-1]["sets"][0]["videos"] == 9
 
     one_root, two_root = tmp_path / "val1", tmp_path / "val2"
     one_proc = ["--trainer.devices", "1"]
     _run(["validate", *demo_args(cache, one_root), "--ckpt_path", str(ckpt), *one_proc], tmp_path)
     _run(["validate", *demo_args(cache, two_root), "--ckpt_path", str(ckpt), *ddp], tmp_path)
     one, two = read_metrics(one_root / "version_0"), read_metrics(two_root / "version_0")
-    for key in ("val/val/top1", "val/val/top5", "val/val/videos", "val/top1"):
+    top1 = val_top1_key(one)
+    for key in (top1, top1.replace("/top1", "/top5")):
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
         assert fit_metrics[key] == pytest.approx(one[key], abs=1e-6), key
+    assert read_eval_records(two_root / "version_0")[0]["sets"][0]["videos"] == 9
 
 
 def test_test_subcommand_with_release_checkpoint(cache, tmp_path):
@@ -213,7 +269,8 @@ def test_test_subcommand_with_release_checkpoint(cache, tmp_path):
                      "--model.pretrained", str(clip_file)], run=False)
     assert torch.equal(cli.model.model.prompt_ctx, tiny.prompt_ctx)
     out = cli.trainer.test(cli.model, datamodule=cli.datamodule)[0]
-    assert out["test/val/videos"] == 9 and 0.0 <= out["test/top1"] <= 1.0
+    (key,) = [k for k in out if k.endswith("/top1")]
+    assert 0.0 <= out[key] <= 1.0 and read_eval_records(cli.trainer.log_dir)[0]["sets"][0]["videos"] == 9
 
 
 def test_predict_on_the_demo_config(cache, tmp_path):
@@ -226,3 +283,109 @@ def test_predict_on_the_demo_config(cache, tmp_path):
                  "--data.predict_list", str(videos)]) == 0
     rows = list(csv.DictReader(open(next(root.rglob("predictions.csv")))))
     assert len(rows) == 3 * (4 + 3) and rows[0]["pred_1"] in synthetic.class_names(3)
+
+
+# --------------------------------------------------------------------------- the machine at hand
+
+
+def test_precision_and_accumulation_follow_the_machine(cache, tmp_path, capsys):
+    from tc_clip.cli import build_cli
+
+    base = [*demo_args(cache, tmp_path / "runs"), "--trainer.precision", "null", "--trainer.accelerator", "auto",
+            "--trainer.devices", "auto"]
+    cli = build_cli([*base, "--global_batch_size", "12"], run=False)
+    assert cli.trainer.precision == "32-true"  # CPU
+    assert cli.trainer.world_size == 1 and cli.trainer.accumulate_grad_batches == 3  # 12 = 4 x 1 x 3
+    for extra, needle in ((["--global_batch_size", "10"], "not a multiple of data.batch_size 4"),
+                          (["--global_batch_size", "12", "--trainer.accumulate_grad_batches", "2"],
+                           "trainer.accumulate_grad_batches 2 contradicts global_batch_size 12")):
+        with pytest.raises(SystemExit):
+            build_cli([*base, *extra], run=False)
+        assert needle in capsys.readouterr().err
+
+
+def test_auto_precision_on_gpus(monkeypatch):
+    from tc_clip.cli_options import auto_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert auto_precision("auto") == "bf16-mixed" and auto_precision("gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert auto_precision(None) == "16-mixed"
+    assert auto_precision("cpu") == "32-true"
+
+
+def test_data_values_drive_the_model(cache, tmp_path, capsys):
+    from tc_clip.cli import build_cli
+
+    cli = build_cli([*demo_args(cache, tmp_path / "runs"), "--data.num_frames", "6"], run=False)
+    assert cli.model.config.num_frames == 6 == cli.datamodule.num_frames and cli.model.hparams.input_size == 64
+    with pytest.raises(SystemExit):  # one value drives both: the model's copy is not a second option
+        build_cli([*demo_args(cache, tmp_path / "runs"), "--model.config.num_frames", "4"], run=False)
+    assert "data.init_args.num_frames" in capsys.readouterr().err
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="data.input_size 32 does not fit model 'tiny'.*64x64"):
+        build_cli([*demo_args(cache, tmp_path / "runs"), "--data.input_size", "32"], run=False)
+    assert time.perf_counter() - start < 20 and not (tmp_path / "runs").exists()  # before any log folder
+
+
+def test_fit_shorter_than_the_validation_interval_still_validates(cache, tmp_path, capsys):
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root, epochs=2), "--trainer.check_val_every_n_epoch", "5"]) == 0
+    v0 = root / "version_0"
+    assert [r["epoch"] for r in read_eval_records(v0)] == [1] and (v0 / "checkpoints/best.ckpt").is_file()
+    out = capsys.readouterr().out
+    assert "fit summary" in out and "at epoch 1" in out and str(v0 / "checkpoints/best.ckpt") in out
+    assert f"logs: {v0}" in out
+
+
+@pytest.fixture
+def trained_with_moved_clip(cache, tmp_path):
+    """A demo checkpoint fine-tuned from a tiny CLIP file that has since moved (old path gone)."""
+    import open_clip
+
+    from tc_clip.model import TINY_CLIP_CFG
+
+    old, new = tmp_path / "old" / "clip.pt", tmp_path / "new" / "clip.pt"
+    old.parent.mkdir()
+    new.parent.mkdir()
+    torch.save(open_clip.CLIP(**TINY_CLIP_CFG).state_dict(), old)
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root), "--trainer.limit_train_batches", "1",
+                 "--model.pretrained", str(old)]) == 0
+    old.rename(new)
+    return root / "version_0/checkpoints/best.ckpt", new
+
+
+def test_ckpt_path_keeps_free_options_and_refuses_architecture(cache, tmp_path, trained_with_moved_clip, capsys):
+    import yaml
+
+    ckpt, clip = trained_with_moved_clip
+    root = tmp_path / "t"
+    assert main(["validate", *demo_args(cache, root), "--ckpt_path", str(ckpt), "--model.pretrained", str(clip),
+                 "--model.views_per_forward", "3"]) == 0
+    hparams = yaml.safe_load((root / "version_0/hparams.yaml").read_text())
+    assert hparams["pretrained"] == str(clip) and hparams["views_per_forward"] == 3
+    for sub, extra, needle in (
+        ("test", ["--model.config.n_ctx", "6"], "model.config.n_ctx: 6 contradicts the checkpoint's 4"),
+        ("validate", ["--model.config.use_tc", "false"], "model.config.use_tc: False contradicts"),
+        # resuming fit continues the checkpoint's recipe: another learning rate is refused, not ignored
+        ("fit", ["--model.lr", "0.5"], "model.lr: 0.5 contradicts the checkpoint's 0.001"),
+    ):
+        with pytest.raises(SystemExit):
+            main([sub, *demo_args(cache, root), "--ckpt_path", str(ckpt), *extra])
+        err = capsys.readouterr().err
+        assert needle in err and str(ckpt) in err
+
+
+def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_with_moved_clip, capsys):
+    """The README's `tc-clip test --config ... --config configs/zero_shot_k400_wise.yaml --model.pretrained NEW
+    --ckpt_path best.ckpt`: the checkpoint's training-machine path no longer exists."""
+    ckpt, clip = trained_with_moved_clip
+    root = tmp_path / "wise"
+    assert main(["test", *demo_args(cache, root), "--config", str(REPO / "configs/zero_shot_k400_wise.yaml"),
+                 "--model.pretrained", str(clip), "--ckpt_path", str(ckpt)]) == 0
+    (record,) = read_eval_records(root / "version_0")
+    assert record["stage"] == "test" and record["ckpt_path"] == str(ckpt) and record["sets"][0]["videos"] == 9
+    out = capsys.readouterr().out  # one results table for the stage, not Lightning's one per dataloader
+    assert out.count("test results") == 1 and "Test metric" not in out

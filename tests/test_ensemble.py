@@ -396,11 +396,10 @@ def test_sweep_matches_single_ratio_runs(clip_file, synthetic_root, tmp_path):
             name = r["eval_set"]
             assert float(r["top1"]) == single[f"test/{name}/top1"], (alpha, name)
             assert float(r["top5"]) == single[f"test/{name}/top5"], (alpha, name)
-            assert int(r["videos"]) == single[f"test/{name}/videos"] == {"train": 6, "val": 3}[name]
+            assert int(r["videos"]) == {"train": 6, "val": 3}[name]  # counts: not logged as metrics
             assert entry["sets"][name]["top1"] == single[f"test/{name}/top1"]
         assert entry["finetune_top1"] == single["test/train/top1"]
         assert entry["zero_shot_top1"] == single["test/val/top1"]
-        assert entry["summary"]["top1"] == pytest.approx(single["test/top1"])
 
     # per-ratio metrics in the logger, step = 100 * alpha
     with open(Path(logger.log_dir) / "metrics.csv") as f:

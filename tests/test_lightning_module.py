@@ -3,16 +3,19 @@ Trainer run, multi-view evaluation, vocabulary switching per dataloader, predict
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from tc_clip.lightning import TCCLIPModule
-from tc_clip.lightning.schedule import warmup_cosine_lr
+from tc_clip.lightning.schedule import release_cosine_lr
 from tc_clip.model import TCCLIPConfig
+from tc_clip.results import read_eval_records
 
 TINY = dict(num_frames=4, num_context_tokens=16, merge_step=20)
 
@@ -118,9 +121,39 @@ def test_schedule_in_trainer_with_accumulation():
     assert all(g["weight_decay"] == 0.001 for g in opt.param_groups)
     for step in (0, 1, 4, 5, 6, 10, 14):
         for name, peak in (("base", 1e-4), ("prompt", 1e-3)):
-            expected = warmup_cosine_lr(step, peak, 1e-6, 5, 15)
+            expected = release_cosine_lr(step, peak, 1e-6, 5, 15)
             assert rec.lrs[step][name] == pytest.approx(expected, rel=1e-6, abs=1e-12), (step, name)
-    assert rec.lrs[0]["base"] == 0.0 and rec.lrs[5]["base"] == pytest.approx(1e-4)
+    # the release's shape: warm-up to the peak, then the cosine of the whole run (1/3 of it done at step 5)
+    assert rec.lrs[0]["base"] == 0.0 and rec.lrs[4]["base"] == pytest.approx(0.8e-4)
+    assert rec.lrs[5]["base"] == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6) * (1 + math.cos(math.pi / 3)))
+    assert rec.lrs[5]["prompt"] == pytest.approx(1e-6 + 0.5 * (1e-3 - 1e-6) * (1 + math.cos(math.pi / 3)))
+
+
+def test_leftover_micro_batches_are_dropped():
+    """5 micro-batches per epoch, accumulate 2: 2 optimiser steps per epoch (the 5th batch is dropped, not
+    stepped alone); the schedule's length agrees. Before: 3 steps per epoch, 9 in all."""
+    module = make_module(lr=1e-4, lr_min=1e-6, warmup_epochs=1, mixup_alpha=0.0, cutmix_alpha=0.0)
+    rec, seen = LRRecorder(), []
+
+    class Batches(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(batch_idx)
+
+    tr = trainer(max_epochs=3, accumulate_grad_batches=2, limit_val_batches=0, callbacks=[rec, Batches()])
+    tr.fit(module, FakeData(n_train=10, batch_size=2))
+    assert tr.global_step == 6 and len(rec.lrs) == 6
+    assert tr.estimated_stepping_batches == 6 and tr.num_training_batches == 4
+    assert seen == [0, 1, 2, 3] * 3
+    assert tr.lr_scheduler_configs[0].scheduler.lr_lambdas[0].total_steps == 6
+    adam_steps = {float(s["step"]) for s in tr.optimizers[0].state.values()}
+    assert adam_steps == {6.0}
+    # HMDB-51 2-shot (SPEC 5b): 102 videos, 8 per device, global batch 64 -> 12 micro-batches, 1 step per epoch
+    hmdb = trainer(max_epochs=2, accumulate_grad_batches=8, limit_val_batches=0)
+    hmdb.fit(make_module(mixup_alpha=0.0, cutmix_alpha=0.0), FakeData(n_train=102, batch_size=8))
+    assert hmdb.global_step == 2 == hmdb.estimated_stepping_batches
+    with pytest.raises(RuntimeError, match="not one complete global batch"):
+        trainer(max_epochs=1, accumulate_grad_batches=8, limit_val_batches=0).fit(
+            make_module(), FakeData(n_train=10, batch_size=2))
 
 
 def test_multi_view_scores_equal_per_view_softmax_sum():
@@ -150,10 +183,9 @@ def test_validate_switches_vocabulary_per_dataloader_and_logs_summaries():
     module.model.set_class_names = spy
     out = trainer().validate(module, data)[0]
     assert ["EatFood", "drink_water"] in seen
-    assert out["val/main/videos"] == 5 and out["val/other/videos"] == 3
-    assert out["val/main/skipped"] == 1.0
     assert 0.0 <= out["val/other/top1"] <= 1.0 and out["val/other/top5"] == 1.0  # 2 classes
-    assert out["val/top1"] == pytest.approx((out["val/main/top1"] + out["val/other/top1"]) / 2)
+    # counts are not metric curves, and there is no unnamed val/top1 alias
+    assert not [k for k in out if k.endswith(("/videos", "/skipped"))] and "val/top1" not in out
     # the same numbers when evaluating with another batch size: aggregation is per video
     module2 = make_module()
     module2.load_state_dict(module.state_dict())
@@ -163,6 +195,27 @@ def test_validate_switches_vocabulary_per_dataloader_and_logs_summaries():
     out2 = trainer().validate(module2, data2)[0]
     for key in ("val/main/top1", "val/other/top1", "val/main/top5"):
         assert out2[key] == pytest.approx(out[key])
+
+
+def test_eval_records_and_one_table_per_stage(tmp_path, capsys):
+    """One results-file record per evaluation epoch with the counts; one table per stage (not per loader)."""
+    module = make_module()
+    data = FakeData(val_sizes=(5, 3))
+    data.describe = lambda: {"protocol": "zero_shot", "benchmark": "fake", "shot": None, "seed": None,
+                             "train_list": None}
+    data.eval_sets = lambda stage: [Info("fake/split1", FakeData.train_class_names, "fake"),
+                                    Info("fake/split2", ["EatFood", "drink_water"], "fake")]
+    logger = CSVLogger(tmp_path, name="")
+    out = trainer(logger=logger).test(module, data, verbose=False)[0]
+    splits = (out["test/fake/split1/top1"], out["test/fake/split2/top1"])
+    assert out["test/fake/top1_mean"] == pytest.approx(sum(splits) / 2)
+    printed = capsys.readouterr().out
+    assert printed.count("test results") == 1 and "fake/split2" in printed and "fake/top1_mean" in printed
+    (record,) = read_eval_records(logger.log_dir)
+    assert record["stage"] == "test" and record["meta"]["protocol"] == "zero_shot"
+    assert [(s["name"], s["videos"], s["skipped"]) for s in record["sets"]] == [
+        ("fake/split1", 5, 1), ("fake/split2", 3, 1)]
+    assert record["summary"]["fake/top1_mean"] == pytest.approx(out["test/fake/top1_mean"])
 
 
 def test_fit_then_predict_returns_top_k_names():

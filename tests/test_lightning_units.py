@@ -9,7 +9,12 @@ import torch
 
 from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views, first_occurrence
 from tc_clip.lightning.mixing import VideoMixup, cutmix_box, smooth_one_hot, soft_target_cross_entropy
-from tc_clip.lightning.schedule import WarmupCosineFactor, warmup_cosine_lr, warmup_cosine_scheduler
+from tc_clip.lightning.schedule import (
+    WarmupCosineFactor,
+    release_cosine_lr,
+    warmup_cosine_lr,
+    warmup_cosine_scheduler,
+)
 from tc_clip.lightning.summary import (
     EvalSetResult,
     base_novel_summary,
@@ -61,8 +66,9 @@ def test_zero_shot_mean_std_per_group():
     flat = summarize(_zero_shot_results())
     assert flat["hmdb51/top1_mean"] == pytest.approx(0.54)
     assert flat["ucf101/top5_mean"] == pytest.approx(0.96)
-    # checkpoint selection: mean of the group means
-    assert flat["top1"] == pytest.approx((0.54 + 0.82) / 2)
+    # no unnamed alias, and no mean +- std of a single set
+    assert "top1" not in flat
+    assert summarize([EvalSetResult("hmdb51/split1", 0.5, 0.8, group="hmdb51")]) == {}
 
 
 def test_base_to_novel_summary():
@@ -77,7 +83,7 @@ def test_base_to_novel_summary():
     assert out["hmdb"] == {"base": 0.7, "novel": 0.5, "hm": pytest.approx(0.7 * 0.5 * 2 / 1.2)}
     flat = summarize(results)
     assert flat["hmdb/hm"] == pytest.approx(0.583333, abs=1e-6)
-    assert flat["top1"] == pytest.approx((out["k400"]["hm"] + out["hmdb"]["hm"]) / 2)
+    assert set(flat) == {f"{g}/{k}" for g in ("k400", "hmdb") for k in ("base", "novel", "hm")}
     # base/novel sets stay out of the zero-shot mean ± std
     assert group_mean_std(results) == {}
     with pytest.raises(ValueError, match="two 'base'"):
@@ -95,7 +101,26 @@ def test_few_shot_average_and_primary():
 # ------------------------------------------------------------------------------------------- schedule
 
 
-def test_warmup_cosine_values():
+def test_release_schedule_values():
+    """SPEC 5b: warm-up, then one cosine over the whole run (the rate drops at the end of the warm-up)."""
+    base, low, warm, total = 1e-3, 1e-5, 10, 110
+    assert release_cosine_lr(0, base, low, warm, total) == 0.0
+    assert release_cosine_lr(5, base, low, warm, total) == pytest.approx(5e-4)
+    assert release_cosine_lr(9, base, low, warm, total) == pytest.approx(9e-4)
+    cos = low + 0.5 * (base - low) * (1 + math.cos(math.pi * 10 / 110))
+    assert release_cosine_lr(10, base, low, warm, total) == pytest.approx(cos)
+    assert release_cosine_lr(55, base, low, warm, total) == pytest.approx((base + low) / 2)
+    assert release_cosine_lr(110, base, low, warm, total) == pytest.approx(low)
+    assert release_cosine_lr(500, base, low, warm, total) == pytest.approx(low)
+    # zero-shot shape (W = S/2): 8e-6 at the last warm-up step's target, ~4e-6 right after it
+    assert release_cosine_lr(50, 8e-6, 8e-8, 50, 100) == pytest.approx(4.04e-6)
+    # the mean rate of the zero-shot run (SPEC 5b: 2.76e-6), with 939 steps per epoch (K-400, batch 256)
+    steps = 939 * 10
+    mean = sum(release_cosine_lr(t, 8e-6, 8e-8, 939 * 5, steps) for t in range(steps)) / steps
+    assert mean == pytest.approx(2.76e-6, abs=0.005e-6)
+
+
+def test_warmup_then_cosine_values():
     base, low, warm, total = 1e-3, 1e-5, 10, 110
     assert warmup_cosine_lr(0, base, low, warm, total) == 0.0
     assert warmup_cosine_lr(5, base, low, warm, total) == pytest.approx(5e-4)
@@ -105,12 +130,15 @@ def test_warmup_cosine_values():
     assert warmup_cosine_lr(500, base, low, warm, total) == pytest.approx(low)
     # no warm-up: starts at the peak
     assert warmup_cosine_lr(0, base, low, 0, total) == pytest.approx(base)
+    assert WarmupCosineFactor(1e-3, 1e-5, 10, 110, "warmup_then_cosine")(10) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'cosine'"):
+        WarmupCosineFactor(1e-3, 1e-5, 10, 110, "cosine")
 
 
 def test_scheduler_per_group_floor_is_absolute():
     p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([{"params": [p1], "lr": 1e-2}, {"params": [p2], "lr": 1e-3}])
-    sched = warmup_cosine_scheduler(opt, lr_min=1e-5, warmup_steps=2, total_steps=6)
+    sched = warmup_cosine_scheduler(opt, lr_min=1e-5, warmup_steps=2, total_steps=6, shape="warmup_then_cosine")
     seen = []
     for _ in range(7):
         seen.append([g["lr"] for g in opt.param_groups])
@@ -124,6 +152,9 @@ def test_scheduler_per_group_floor_is_absolute():
     state = sched.state_dict()
     assert isinstance(state["lr_lambdas"][0], dict)
     assert WarmupCosineFactor(1e-2, 1e-5, 2, 6)(1) == pytest.approx(0.5)
+    restored = warmup_cosine_scheduler(opt, lr_min=1e-5, warmup_steps=2, total_steps=6)
+    restored.load_state_dict(state)
+    assert restored.lr_lambdas[0].shape == "warmup_then_cosine"
 
 
 # --------------------------------------------------------------------------------------------- mixing
@@ -148,14 +179,41 @@ def test_cutmix_one_box_for_all_frames():
     mix = VideoMixup(num_classes=5, mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.0)
     out, target = mix(video, torch.tensor([0, 1, 2, 3]))
     assert torch.equal(video[:, 0, 0, 0, 0], torch.arange(4.0))  # input untouched
-    pasted = out[0] == 3.0  # clip 0 receives pixels of clip 3 (the mirrored clip)
+    torch.manual_seed(0)
+    _, _, partner = mix.mix(video, torch.tensor([0, 1, 2, 3]))  # the same draws again
+    j = int(partner[0])
+    pasted = out[0] == float(j)  # clip 0 receives pixels of its partner
     assert pasted.any() or target[0, 0] == 1.0
     for f in range(1, t):  # the same box on every frame and channel
         assert torch.equal(pasted[f], pasted[0])
-    area = pasted[0, 0].float().mean()
-    assert target[0, 3] == pytest.approx(float(area))
-    assert target[0, 0] == pytest.approx(1 - float(area))
+    area = pasted[0, 0].float().mean() if j != 0 else torch.tensor(0.0)
+    if j != 0:
+        assert target[0, j] == pytest.approx(float(area))
+        assert target[0, 0] == pytest.approx(1 - float(area))
     assert torch.allclose(target.sum(1), torch.ones(4))
+
+
+def test_mix_partner_is_a_random_permutation():
+    """SPEC 5b: the partner of each clip comes from a random permutation of the batch, not the mirror."""
+    b = 8
+    video = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, 2, 3, 4, 4).clone()
+    labels = torch.arange(b)
+    mix = VideoMixup(num_classes=b, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)
+    partners = set()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out, target, partner = mix.mix(video, labels)
+        assert sorted(partner.tolist()) == list(range(b))
+        partners.add(tuple(partner.tolist()))
+        for i in range(b):
+            j = int(partner[i])
+            if j == i:
+                continue
+            lam = float(target[i, i])
+            expect = lam * i + (1 - lam) * j
+            assert torch.allclose(out[i], torch.full_like(out[i], expect), atol=1e-5)
+            assert target[i, j] == pytest.approx(1 - lam, abs=1e-6)
+    assert tuple(range(b - 1, -1, -1)) not in partners and len(partners) == 5
 
 
 def test_mixup_weights_and_switch():
@@ -163,7 +221,9 @@ def test_mixup_weights_and_switch():
     video = torch.zeros(2, 2, 3, 4, 4)
     video[1] = 1.0
     mix = VideoMixup(num_classes=3, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)
-    out, target = mix(video, torch.tensor([0, 2]))
+    out, target, partner = mix.mix(video, torch.tensor([0, 2]))
+    while partner.tolist() != [1, 0]:  # a draw where the two clips are each other's partner
+        out, target, partner = mix.mix(video, torch.tensor([0, 2]))
     lam = 1 - float(out[0].mean())
     assert torch.allclose(out[0], torch.full_like(out[0], 1 - lam))
     assert target[0, 0] == pytest.approx(lam, abs=1e-6) and target[0, 2] == pytest.approx(1 - lam, abs=1e-6)

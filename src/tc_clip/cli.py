@@ -15,10 +15,11 @@ before anything is built. On top of plain LightningCLI:
 
 * loggers: unless ``--trainer.logger`` is given, a TensorBoard and a CSV logger write into
   ``<trainer.default_root_dir>/version_N/`` (with ``config.yaml`` and ``checkpoints/``);
-* callbacks: ModelCheckpoint (best by ``val/top1``, ``--checkpoint.*``), :class:`LastCheckpoint`
-  (``last.ckpt`` after every epoch and every ``--last_every_n_steps`` steps), :class:`NonFiniteGuard`
-  (stops at a NaN/inf loss or weights, naming the step, before anything is saved), :class:`SamplerResume`
-  (a run resumed mid-epoch continues with the next unseen sample), LearningRateMonitor (when logging);
+* callbacks: ModelCheckpoint (``checkpoints/best.ckpt`` by ``checkpoint.monitor``, by default the first
+  validation set's top-1; ``--checkpoint.*``), :class:`LastCheckpoint` (``last.ckpt`` after every epoch
+  and every ``--last_every_n_steps`` steps), :class:`NonFiniteGuard` (stops at a NaN/inf loss or weights,
+  naming the step, before anything is saved), :class:`SamplerResume` (a run resumed mid-epoch continues
+  with the next unseen sample), LearningRateMonitor (when logging);
 * ``--ckpt_path last`` resumes from this run's newest readable ``last*.ckpt``
   (``<trainer.default_root_dir>/version_*/checkpoints`` or ``--checkpoint.dirpath``), restoring weights,
   optimiser, scheduler, epoch and sampler position, and logs into the same version folder; remote
@@ -26,7 +27,16 @@ before anything is built. On top of plain LightningCLI:
 * ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
   configured (``--trainer.callbacks+=tc_clip.callbacks.PredictionWriter
   --trainer.callbacks.output_path preds.json``);
-* ``check-data`` forwards to :func:`tc_clip.data.check.main`.
+* ``check-data`` and ``pack`` take the same ``--config`` / ``--data.*`` options as ``fit`` and build only
+  the data module; ``report RUNS...`` turns finished runs into the paper's tables.
+
+Configs run on the machine at hand: ``trainer.precision: null`` picks bf16-mixed (16-mixed without bf16) on
+GPUs and 32-true on CPU; ``global_batch_size`` fixes the global batch and the gradient accumulation follows
+from the number of processes. ``data.num_frames`` drives ``model.config.num_frames`` and ``data.input_size``
+drives ``model.input_size``, checked against the architecture when the model is built (linked: one value).
+With ``--ckpt_path``, options that may change after training (``model.pretrained``, ``predict_top_k``, ...)
+are taken from the command line; the architecture comes from the checkpoint and a contradicting option is
+refused by name.
 """
 
 from __future__ import annotations
@@ -34,15 +44,19 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 
 from tc_clip.callbacks.predict_writer import PredictionWriter
+from tc_clip.cli_options import accumulation_for, auto_precision, checkpoint_model_options
+from tc_clip.lightning.callbacks import FitSummary, NovelAtBestBase, ValidateAtFitEnd
 from tc_clip.lightning.checkpointing import (
     CheckpointError,
     ContinuingCSVLogger,
@@ -56,18 +70,21 @@ from tc_clip.lightning.module import TCCLIPModule
 
 DEFAULT_ROOT_DIR = "runs"
 LAST_EVERY_N_STEPS = 200
+DATA_COMMANDS = ("check-data", "pack")
 
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
-    "checkpoint.monitor": "val/top1",
+    "checkpoint.monitor": None,  # null: top-1 of the first validation set (configs name their metric)
     "checkpoint.mode": "max",
     "checkpoint.save_last": False,  # LastCheckpoint writes last.ckpt after every epoch
     "checkpoint.save_top_k": 1,
-    "checkpoint.filename": "best-{epoch:03d}",
+    "checkpoint.filename": "best",  # checkpoints/best.ckpt, replaced in place when the score improves
+    "checkpoint.enable_version_counter": False,
 }
 
 _EPILOG = (
-    "Also: 'tc-clip check-data --config CONFIG' verifies a dataset's list files, label files and videos "
-    "(tc-clip check-data --help)."
+    "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
+    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
+    "paper's tables."
 )
 
 
@@ -101,6 +118,7 @@ class TCCLIPCLI(LightningCLI):
     """LightningCLI with TC-CLIP's defaults (see the module docstring)."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        add_run_arguments(parser)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(CHECKPOINT_DEFAULTS)
         parser.add_argument(
@@ -124,22 +142,57 @@ class TCCLIPCLI(LightningCLI):
         except CheckpointError as err:
             raise SystemExit(str(err)) from None
 
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        # the module prints one table per evaluation; Lightning's would repeat it once per dataloader
+        for name in ("validate", "test"):
+            sub = getattr(self, "_subcommand_parsers", {}).get(name)
+            if sub is not None:
+                sub.set_defaults(verbose=False)
+
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path``: free model options keep the command line's value, the architecture comes
+        from the checkpoint, and a contradiction is refused by name (replaces LightningCLI's blanket
+        re-application of the checkpoint's hyper-parameters)."""
+        subcommand = self.config.get("subcommand")
+        cfg = self.config.get(subcommand) if subcommand else None
+        path = cfg.get("ckpt_path") if cfg is not None else None
+        if not path or not Path(path).is_file():
+            return
+        parser = self._parser(subcommand)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            saved = dict(ckpt.get("hyper_parameters") or {})
+        except Exception as err:  # noqa: BLE001 - reported with the file name
+            parser.error(f"--ckpt_path {path}: not a readable Lightning checkpoint ({type(err).__name__}: {err})")
+        defaults = parser.get_defaults().get("model")
+        updates, errors = checkpoint_model_options(
+            cfg.model.as_dict(), defaults.as_dict() if defaults is not None else {}, saved, subcommand == "fit"
+        )
+        if errors:
+            parser.error(f"options that contradict the checkpoint {path}:\n  " + "\n  ".join(errors))
+        for key, value in updates.items():
+            cfg[f"model.{key}"] = value
+        if updates:
+            rank_zero_info(f"from the checkpoint {path}: " + ", ".join(f"model.{k}={v!r}" for k, v in updates.items()))
+
     def before_instantiate_classes(self) -> None:
         # cheap checks of values the data module would only reject after the model is built
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         init = cfg.get("data", {}).get("init_args") if cfg.get("data") else None
-        if init is not None and init.get("protocol") == "few_shot" and not init.get("shot"):
+        if (init is not None and init.get("protocol") == "few_shot" and not init.get("shot")
+                and not init.get("train_list")):
             self._parser(self.subcommand).error(
-                "data.protocol 'few_shot' needs the number of shots: add --data.shot K (2, 4, 8 or 16)"
+                "data.protocol 'few_shot' needs its K-shot training list (--data.train_list) or the number of "
+                "shots (--data.shot K, 2, 4, 8 or 16)"
             )
-        model_cfg = cfg.get("model", {}).get("config") if cfg.get("model") else None
-        frames = init.get("num_frames") if init is not None else None
-        model_frames = model_cfg.get("num_frames") if model_cfg is not None else None
-        if frames and model_frames and frames != model_frames:
-            rank_zero_warn(
-                f"data.num_frames ({frames}) differs from model.config.num_frames ({model_frames}); "
-                "set both (the model was configured for the latter)"
-            )
+        trainer = cfg.get("trainer")
+        if trainer is not None and trainer.get("precision") is None:
+            trainer.precision = auto_precision(trainer.get("accelerator"))
+
+    def after_instantiate_classes(self) -> None:
+        if self.subcommand == "fit" or (self.subcommand is None and self.trainer is not None):
+            configure_fit(self)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         cfg = self._get(self.config_init, "trainer", default={})
@@ -173,8 +226,10 @@ class TCCLIPCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def build_cli(args: Sequence[str] | None = None, run: bool = True, **kwargs: Any) -> TCCLIPCLI:
-    """The CLI object (``run=False`` parses and instantiates only; used by the tests)."""
+def build_cli(
+    args: Sequence[str] | None = None, run: bool = True, cli_class: type[TCCLIPCLI] | None = None, **kwargs: Any
+) -> TCCLIPCLI:
+    """The CLI object (``run=False`` parses the ``fit`` options and instantiates only; used by the tests)."""
     _import_data_modules()
     kwargs.setdefault("save_config_callback", ConfigNextToCheckpoints)
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -188,7 +243,7 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True, **kwargs: Any
     }
     parser_kwargs.update({cmd: {"allow_abbrev": False} for cmd in ("fit", "validate", "test", "predict")})
     kwargs.setdefault("parser_kwargs", parser_kwargs)
-    return TCCLIPCLI(
+    return (cli_class or TCCLIPCLI)(
         TCCLIPModule,
         L.LightningDataModule,
         subclass_mode_data=True,
@@ -198,13 +253,72 @@ def build_cli(args: Sequence[str] | None = None, run: bool = True, **kwargs: Any
     )
 
 
+def add_run_arguments(parser: LightningArgumentParser) -> None:
+    """``global_batch_size`` and the links that make one data value drive the model too."""
+    parser.add_argument(
+        "--global_batch_size", type=int | None, default=None,
+        help="fit: the global batch (data.batch_size x processes x accumulation); the gradient accumulation "
+        "is computed from the number of processes. null: trainer.accumulate_grad_batches as given.",
+    )
+    parser.link_arguments("data.init_args.num_frames", "model.config.num_frames", apply_on="parse")
+    parser.link_arguments("data.init_args.input_size", "model.input_size", apply_on="parse")
+
+
+def _monitored_metric(datamodule: Any) -> str | None:
+    """``val/{set}/top1`` of the first validation set (the base set of a base-to-novel split)."""
+    try:
+        sets = datamodule.eval_sets("validate")
+    except Exception as err:  # noqa: BLE001 - only a default: ModelCheckpoint then keeps the latest epoch
+        rank_zero_info(f"checkpoint.monitor left unset: the validation sets are unknown ({err})")
+        return None
+    named = [s for s in sets if getattr(s, "role", None) != "novel"] or list(sets)
+    return f"val/{named[0].name}/top1" if named else None
+
+
+def config_checkpoint(cli: LightningCLI) -> ModelCheckpoint | None:
+    """The ``--checkpoint.*`` ModelCheckpoint (keeps ``best.ckpt``)."""
+    ckpt = cli._get(cli.config_init, "checkpoint")
+    return ckpt if isinstance(ckpt, ModelCheckpoint) else None
+
+
+def configure_fit(cli: LightningCLI) -> None:
+    """Gradient accumulation from ``global_batch_size``, the default monitored metric, and the callbacks
+    that validate the last epoch, defer base-to-novel novel sets and print the end-of-fit summary."""
+    trainer, config = cli.trainer, cli.config.get(str(cli.subcommand), cli.config)
+    global_batch = config.get("global_batch_size")
+    per_device = getattr(cli.datamodule, "batch_size", None)
+    if global_batch:
+        if not per_device:
+            cli._parser(cli.subcommand).error("global_batch_size needs a data module with batch_size")
+        given = config.trainer.get("accumulate_grad_batches")
+        try:
+            accumulate = accumulation_for(global_batch, per_device, trainer.world_size, given)
+        except ValueError as err:
+            cli._parser(cli.subcommand).error(str(err))
+        trainer.accumulate_grad_batches = accumulate  # not written back: the config stays valid on any machine
+    ckpt = config_checkpoint(cli)
+    if ckpt is not None and ckpt.monitor is None and hasattr(cli.datamodule, "eval_sets"):
+        ckpt.monitor = _monitored_metric(cli.datamodule)
+        if ckpt.monitor:
+            rank_zero_info(f"checkpoint.monitor: {ckpt.monitor}")
+    extra = [cb() for cb in (ValidateAtFitEnd, NovelAtBestBase, FitSummary)
+             if not any(isinstance(c, cb) for c in trainer.callbacks)]
+    first_ckpt = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, ModelCheckpoint)),
+                      len(trainer.callbacks))
+    trainer.callbacks[first_ckpt:first_ckpt] = extra
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tc-clip`` console script."""
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] == "check-data":
-        from tc_clip.data.check import main as check_main
+    if words and words[0] in DATA_COMMANDS:
+        from tc_clip.data_commands import run_data_command
 
-        return int(check_main(words[1:]) or 0)
+        return run_data_command(words[0], words[1:])
+    if words and words[0] == "report":
+        from tc_clip.results import report_main
+
+        return int(report_main(words[1:]) or 0)
     build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
     return 0
 

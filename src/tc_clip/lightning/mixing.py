@@ -1,7 +1,8 @@
 """Mixup / CutMix for video clips, label smoothing and the soft-target cross-entropy (SPEC section 5).
 
-A clip is mixed with the clip at the mirrored position of the batch (``x.flip(0)``); CutMix pastes one
-box, the same for every frame of the clip, and the mixing weight is corrected to the box's true area.
+A clip is mixed with a partner drawn by a random permutation of the per-device batch (SPEC 5b, as the
+release); CutMix pastes one box, the same for every frame of the clip, and the mixing weight is corrected
+to the box's true area.
 """
 
 from __future__ import annotations
@@ -76,9 +77,15 @@ class VideoMixup:
 
     def __call__(self, video: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Returns ``(mixed video, soft targets [B, num_classes])``; the input is not modified."""
+        video, target, _ = self.mix(video, labels)
+        return video, target
+
+    def mix(self, video: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """As :meth:`__call__`, also returning the partner permutation (``None`` when mixing is off)."""
         target = smooth_one_hot(labels, self.num_classes, self.label_smoothing)
         if not self.enabled:
-            return video, target
+            return video, target, None
+        partner = torch.randperm(video.shape[0]).to(video.device)
         use_cutmix = self.cutmix_alpha > 0 and (
             self.mixup_alpha <= 0 or float(torch.rand(())) < self.switch_prob
         )
@@ -87,10 +94,10 @@ class VideoMixup:
             h, w = video.shape[-2:]
             y0, y1, x0, x1 = cutmix_box(h, w, lam)
             video = video.clone()
-            video[..., y0:y1, x0:x1] = video.flip(0)[..., y0:y1, x0:x1]
+            video[..., y0:y1, x0:x1] = video[partner][..., y0:y1, x0:x1]
             lam = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
         else:
             lam = _sample_beta(self.mixup_alpha)
-            video = video * lam + video.flip(0) * (1.0 - lam)
-        target = target * lam + target.flip(0) * (1.0 - lam)
-        return video, target
+            video = video * lam + video[partner] * (1.0 - lam)
+        target = target * lam + target[partner] * (1.0 - lam)
+        return video, target, partner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import lightning as L
@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from tc_clip.data.sampler import step_rng
 from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
-from tc_clip.lightning.schedule import warmup_cosine_scheduler
-from tc_clip.lightning.summary import EvalSetResult, summarize
+from tc_clip.lightning.schedule import SCHEDULE_SHAPES, ScheduleShape, warmup_cosine_scheduler
+from tc_clip.lightning.summary import EvalSetResult, format_table, summarize
 from tc_clip.model.config import TCCLIPConfig
 
 _STAGE_PREFIX = {"validate": "val", "test": "test"}
@@ -53,9 +53,15 @@ class TCCLIPModule(L.LightningModule):
         config: the research switches (:class:`~tc_clip.model.config.TCCLIPConfig`).
         class_names: vocabulary used when the data module provides none (e.g. ``predict`` on a folder of
             videos without a labels file); a checkpoint's training vocabulary is used otherwise.
-    Optimisation (AdamW, per-step cosine with linear warm-up from 0)
+        input_size: frame size the data delivers (``tc-clip`` links it to ``data.input_size``); a size the
+            architecture cannot take is an error when the module is built, not at the first batch.
+    Optimisation (AdamW, per-step linear warm-up from 0 and cosine, :mod:`tc_clip.lightning.schedule`)
         lr, lr_min: peak learning rate of the base group and the floor of the cosine (absolute).
         warmup_epochs: warm-up length in epochs (may be fractional); converted to optimiser steps.
+        lr_schedule: ``"release"`` (one cosine over the whole run, warm-up included: the paper's) or
+            ``"warmup_then_cosine"`` (a cosine that starts at the peak after the warm-up).
+        Only complete global batches step the optimiser: the micro-batches left over at the end of an epoch
+        (fewer than ``accumulate_grad_batches``) are dropped, as in the release.
         weight_decay, betas, eps: AdamW's; the decay applies to every parameter.
         prompt_lr_mult: learning-rate multiplier of the prompt vectors and the VP blocks.
     Loss
@@ -72,11 +78,13 @@ class TCCLIPModule(L.LightningModule):
         model_name: str = "ViT-B-16",
         pretrained: str | None = None,
         release_checkpoint: str | None = None,
-        config: TCCLIPConfig | None = None,
+        config: TCCLIPConfig = TCCLIPConfig(),  # noqa: B008 - copied below, never mutated
         class_names: list[str] | None = None,
+        input_size: int | None = None,
         lr: float = 2e-6,
         lr_min: float = 2e-8,
         warmup_epochs: float = 5.0,
+        lr_schedule: ScheduleShape = "release",
         weight_decay: float = 0.001,
         betas: tuple[float, float] = (0.9, 0.98),
         eps: float = 1e-8,
@@ -91,7 +99,7 @@ class TCCLIPModule(L.LightningModule):
         super().__init__()
         if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
             config = TCCLIPConfig(**config)
-        config = config if config is not None else TCCLIPConfig()
+        config = replace(config) if config is not None else TCCLIPConfig()
         self.save_hyperparameters()
         if isinstance(self.hparams.get("config"), TCCLIPConfig):
             # keep checkpoints loadable with ``weights_only=True``: plain containers only
@@ -100,12 +108,22 @@ class TCCLIPModule(L.LightningModule):
             raise ValueError("lr, lr_min and warmup_epochs must be >= 0")
         if predict_top_k < 1:
             raise ValueError("predict_top_k must be >= 1")
+        if lr_schedule not in SCHEDULE_SHAPES:
+            raise ValueError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(SCHEDULE_SHAPES)}")
         self.config = config
         self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
+        size = getattr(getattr(self.model, "visual", None), "image_size", None)
+        size = size[0] if isinstance(size, (tuple, list)) else size
+        if input_size is not None and size is not None and int(input_size) != int(size):
+            raise ValueError(
+                f"data.input_size {input_size} does not fit model {model_name!r}, which takes {size}x{size} "
+                f"frames: set --data.input_size {size}"
+            )
         self._train_class_names: list[str] | None = list(class_names) if class_names else None
         self._eval_sets: dict[str, list[_EvalSet]] = {}
         self.eval_metrics = nn.ModuleDict()
         self._predict_class_names: list[str] | None = None
+        self._loaded_epoch: int | None = None
 
     # ----------------------------------------------------------------------------------------- model
     @staticmethod
@@ -176,6 +194,7 @@ class TCCLIPModule(L.LightningModule):
         names = checkpoint.get("tc_clip_class_names")
         if names and not self._train_class_names:
             self._train_class_names = list(names)
+        self._loaded_epoch = checkpoint.get("epoch")
 
     # -------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -193,12 +212,7 @@ class TCCLIPModule(L.LightningModule):
             video, target = mixup(video, label)
             logits = self.model(video)  # (aggregation "random" draws too)
         loss = soft_target_cross_entropy(logits, target)
-        bs = video.shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=bs)
-        if "skipped" in batch:
-            skipped = batch["skipped"].float().sum()
-            self.log("train/skipped", skipped, on_step=False, on_epoch=True, reduce_fx="sum",
-                     sync_dist=True, batch_size=bs)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=video.shape[0])
         return loss
 
     def on_fit_start(self) -> None:
@@ -213,6 +227,7 @@ class TCCLIPModule(L.LightningModule):
             )
 
     def on_train_epoch_start(self) -> None:
+        self._drop_incomplete_global_batch()  # again: reloaded dataloaders reset the length
         if self._train_class_names:
             self._use_vocabulary(self._train_class_names)
 
@@ -255,7 +270,7 @@ class TCCLIPModule(L.LightningModule):
         prefix = _STAGE_PREFIX[stage]
         sets = self._eval_sets.get(stage, [])
         metrics = self.eval_metrics[prefix] if prefix in self.eval_metrics else []
-        results, logged = [], {}
+        results, logged, counts = [], {}, {}
         for info, metric in zip(sets, metrics, strict=True):
             if not metric.update_called:
                 metric.reset()
@@ -264,17 +279,48 @@ class TCCLIPModule(L.LightningModule):
             metric.reset()
             top1, top5 = float(out["top1"]), float(out["top5"])
             results.append(EvalSetResult(info.name, top1, top5, info.group, info.role))
+            counts[info.name] = (int(out["count"]), int(out["skipped"]))
             logged[f"{prefix}/{info.name}/top1"] = top1
             logged[f"{prefix}/{info.name}/top5"] = top5
-            logged[f"{prefix}/{info.name}/videos"] = float(out["count"])
-            logged[f"{prefix}/{info.name}/skipped"] = float(out["skipped"])
-        if results and all(not math.isnan(r.top1) for r in results):
-            for key, value in summarize(results).items():
-                logged[f"{prefix}/{key}"] = value
+        summary = summarize(results) if results and all(not math.isnan(r.top1) for r in results) else {}
+        logged.update({f"{prefix}/{key}": value for key, value in summary.items()})
         if logged:
             # the values are already global (computed from every process): no further reduction
             self.log_dict({k: torch.tensor(v) for k, v in logged.items()}, sync_dist=False)
+        if results and not self.trainer.sanity_checking:
+            self._report(prefix, results, counts, summary)
         return logged
+
+    def _report(self, prefix: str, results: list[EvalSetResult], counts: dict, summary: dict) -> None:
+        """Counts go to the run's results file in the logger's folder (not to the metric curves); the table
+        is printed once per evaluation outside ``fit``."""
+        trainer = self.trainer
+        if not trainer.loggers:  # no log folder: nothing to write into, and no table outside the CLI's runs
+            return
+        log_dir = trainer.log_dir  # a broadcast: every process asks
+        if not trainer.is_global_zero:
+            return
+        from tc_clip.results import append_eval_record
+
+        fitting = trainer.state.fn == "fit"
+        dm = self._datamodule()
+        describe = getattr(dm, "describe", None)
+        record = {
+            "stage": prefix,
+            "epoch": trainer.current_epoch if fitting or self._loaded_epoch is None else self._loaded_epoch,
+            "step": trainer.global_step,
+            "ckpt_path": None if fitting else trainer.ckpt_path,
+            "meta": describe() if callable(describe) else {},
+            "sets": [
+                {"name": r.name, "group": r.group, "role": r.role, "top1": r.top1, "top5": r.top5,
+                 "videos": counts[r.name][0], "skipped": counts[r.name][1]}
+                for r in results
+            ],
+            "summary": summary,
+        }
+        append_eval_record(log_dir, record)
+        if not fitting:
+            print(format_table(prefix, results, counts, summary))
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("validate")
@@ -334,23 +380,54 @@ class TCCLIPModule(L.LightningModule):
             raise RuntimeError(f"trainable parameters missing from model.param_groups(): {missing[:5]}")
         return out
 
+    def _drop_incomplete_global_batch(self) -> None:
+        """End the epoch after the last complete global batch: the leftover micro-batches (fewer than
+        ``accumulate_grad_batches``) would otherwise make one more, smaller optimiser step (SPEC 5b)."""
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return
+        loop, accumulate = trainer.fit_loop, trainer.accumulate_grad_batches
+        batches = loop.max_batches
+        if accumulate <= 1 or not isinstance(batches, int) or batches == 0 or batches % accumulate == 0:
+            return
+        complete = batches - batches % accumulate
+        if complete == 0:
+            raise RuntimeError(
+                f"the training set gives {batches} batches per device, fewer than accumulate_grad_batches="
+                f"{accumulate}: not one complete global batch per epoch (use a smaller global batch)"
+            )
+        loop.max_batches = complete
+        rank_zero_info(
+            f"{batches} batches per device and epoch, {accumulate} per optimiser step: the last "
+            f"{batches - complete} are left out (complete global batches only)"
+        )
+
     def steps_per_epoch(self) -> int:
-        """Optimiser steps in one epoch (after gradient accumulation), per process."""
+        """Optimiser steps in one epoch (complete global batches), per process."""
         trainer = self.trainer
         batches = trainer.num_training_batches
         if batches is None or math.isinf(batches) or batches <= 0:
             epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
             return max(1, int(trainer.estimated_stepping_batches) // epochs)
-        return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        return max(1, batches // trainer.accumulate_grad_batches)
+
+    def schedule_steps(self) -> tuple[int, int]:
+        """``(warm-up steps W, total optimiser steps S)`` of this run."""
+        trainer = self.trainer
+        if trainer.train_dataloader is None:
+            trainer.fit_loop.setup_data()
+        self._drop_incomplete_global_batch()
+        total = int(trainer.estimated_stepping_batches)
+        return int(round(self.hparams.warmup_epochs * self.steps_per_epoch())), total
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer = torch.optim.AdamW(
             self.optimizer_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay
         )
-        total_steps = int(self.trainer.estimated_stepping_batches)  # also sets up the train dataloader
-        warmup_steps = int(round(hp.warmup_epochs * self.steps_per_epoch()))
-        scheduler = warmup_cosine_scheduler(optimizer, hp.lr_min, warmup_steps, total_steps)
+        warmup_steps, total_steps = self.schedule_steps()
+        shape = hp.get("lr_schedule", "release")
+        scheduler = warmup_cosine_scheduler(optimizer, hp.lr_min, warmup_steps, total_steps, shape)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1, "name": "lr"},

@@ -95,7 +95,7 @@ def few_shot_average(results_by_shots: Mapping[int, float]) -> float:
 
 
 def primary_top1(results: Sequence[EvalSetResult]) -> float:
-    """One number to select checkpoints by ("val/top1").
+    """One number for the whole of ``results`` (not logged: monitored metrics name their set or group).
 
     * base-to-novel sets present → mean of the harmonic means of the groups;
     * otherwise → mean over groups of the group mean (a set without a group counts as its own group),
@@ -114,23 +114,41 @@ def primary_top1(results: Sequence[EvalSetResult]) -> float:
 
 
 def summarize(results: Sequence[EvalSetResult]) -> dict[str, float]:
-    """All summaries as flat metric names (without stage prefix), e.g.::
+    """The protocol summaries as flat metric names (without stage prefix), e.g.::
 
-        {"hmdb51/top1_mean": .., "hmdb51/top1_std": .., "k400_b2n/base": .., "k400_b2n/novel": ..,
-         "k400_b2n/hm": .., "top1": ..}
+        {"hmdb51/top1_mean": .., "hmdb51/top1_std": .., "k400/base": .., "k400/novel": .., "k400/hm": ..}
+
+    Mean ± std only for groups of two or more sets (a single set's mean would repeat its own top-1); there is
+    no plain ``top1`` alias: every monitored metric names its set or group.
     """
     out: dict[str, float] = {}
-    for group, (mean, std) in group_mean_std(results, "top1").items():
-        out[f"{group}/top1_mean"] = mean
-        out[f"{group}/top1_std"] = std
-    if all(r.top5 is not None for r in results):
-        for group, (mean, std) in group_mean_std(results, "top5").items():
-            out[f"{group}/top5_mean"] = mean
-            out[f"{group}/top5_std"] = std
+    sizes: dict[str, int] = {}
+    for r in results:
+        if r.group is not None and r.role is None:
+            sizes[r.group] = sizes.get(r.group, 0) + 1
+    keys = ("top1", "top5") if all(r.top5 is not None for r in results) else ("top1",)
+    for key in keys:
+        for group, (mean, std) in group_mean_std(results, key).items():
+            if sizes.get(group, 0) >= 2:
+                out[f"{group}/{key}_mean"] = mean
+                out[f"{group}/{key}_std"] = std
     for group, entry in base_novel_summary(results, "top1").items():
         out[f"{group}/base"] = entry["base"]
         out[f"{group}/novel"] = entry["novel"]
         out[f"{group}/hm"] = entry["hm"]
-    if results:
-        out["top1"] = primary_top1(results)
     return out
+
+
+def format_table(stage: str, results: Sequence[EvalSetResult], counts: Mapping[str, tuple[int, int]],
+                 summary: Mapping[str, float]) -> str:
+    """One plain-text table of a whole evaluation stage: a row per set (top-1, top-5 in %, videos,
+    skipped), then the protocol summaries."""
+    width = max([len(r.name) for r in results] + [len(k) for k in summary] + [12])
+    lines = [f"{stage} results", f"{'set':<{width}}  {'top1':>7}  {'top5':>7}  {'videos':>7}  {'skipped':>7}"]
+    for r in results:
+        videos, skipped = counts.get(r.name, (0, 0))
+        top5 = f"{100 * r.top5:7.2f}" if r.top5 is not None and not math.isnan(r.top5) else f"{'-':>7}"
+        lines.append(f"{r.name:<{width}}  {100 * r.top1:7.2f}  {top5}  {videos:>7d}  {skipped:>7d}")
+    for key, value in summary.items():
+        lines.append(f"{key:<{width}}  {100 * value:7.2f}")
+    return "\n".join(lines)
