@@ -217,7 +217,7 @@ def test_config_reproduces_spec_recipe(name):
         assert model["config"]["n_ctx"] == 0
 
 
-@pytest.mark.parametrize("name", [n for n in shipped() if n != "demo"])
+@pytest.mark.parametrize("name", [n for n in shipped() if n not in ("demo", "zero_shot_eval_suite")])
 def test_config_instantiates_on_real_layout(name, layouts, tmp_path):
     sub = "test" if name.startswith("zero_shot_eval") else "fit"
     args = ["--config", str(CONFIGS / f"{name}.yaml"), *overrides(name, layouts, tmp_path)]
@@ -346,13 +346,19 @@ def test_few_shot_config_fits_on_cpu_with_data_options_and_a_small_model(layouts
     from tc_clip.cli import main
 
     root = tmp_path / "runs"
+    # the public files' shape: a 2-shot list (used as it is) and its labels CSV
+    (tmp_path / "labels.csv").write_text("id,name\n" + "".join(f"{i},{c}\n" for i, c in enumerate(HMDB)))
+    shots = "".join(f"{c}/{c}_{k}.avi {i}\n" for i, c in enumerate(HMDB) for k in (0, 2))
+    (tmp_path / "train1_few_shot_2.txt").write_text(shots)
     args = ["fit", "--config", str(CONFIGS / "few_shot_hmdb.yaml"),
-            "--data.root", str(layouts["hmdb"]), "--data.shot", "2", "--data.split_dir", str(tmp_path / "splits"),
+            "--data.root", str(layouts["hmdb"]), "--data.train_list", str(tmp_path / "train1_few_shot_2.txt"),
+            "--data.labels", str(tmp_path / "labels.csv"),
             "--model.model_name", "tiny", "--model.pretrained", "null", "--data.input_size", "64",
-            "--data.num_frames", "8", "--data.num_workers", "0",
+            "--data.num_frames", "8", "--data.num_workers", "0", "--trainer.log_every_n_steps", "1",
             "--trainer.max_epochs", "1", "--global_batch_size", "4", "--data.batch_size", "2",
             "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
     assert main(args) == 0
+    assert read_eval_records(root / "version_0")[-1]["meta"]["shot"] == 2  # K read from the list
     saved = yaml.safe_load((root / "version_0" / "config.yaml").read_text())
     assert saved["trainer"]["precision"] == "32-true" and saved["global_batch_size"] == 4
     assert "2 per device x 1 devices x 2 accumulation = 4" in caplog.text
@@ -370,7 +376,8 @@ def test_base_to_novel_novel_set_at_the_best_base_epoch(layouts, tmp_path, capsy
     root = tmp_path / "runs"
     args = ["fit", "--config", str(CONFIGS / "base2novel_ucf.yaml"), *overrides("base2novel_ucf", layouts, tmp_path),
             "--trainer.default_root_dir", str(root), "--trainer.max_epochs", "2", "--data.batch_size", "2",
-            "--global_batch_size", "2", "--data.val_views", "1", "--checkpoint.monitor", "null"]
+            "--global_batch_size", "2", "--data.val_views", "1", "--checkpoint.monitor", "null",
+            "--trainer.log_every_n_steps", "1"]
     assert main(args) == 0
     records = read_eval_records(root / "version_0")
     assert len(records) == 3  # two epochs of base, then base + novel with best.ckpt
@@ -390,3 +397,27 @@ def test_base_to_novel_novel_set_at_the_best_base_epoch(layouts, tmp_path, capsy
     assert len(novel) == 1 and novel[0][f"val/{final['sets'][1]['name']}/top1"]
     out = capsys.readouterr().out
     assert f"val/{group}/hm = " in out and "fit summary" in out
+
+
+def test_zero_shot_suite_config_evaluates_nine_splits_in_one_run(layouts, tmp_path, capsys):
+    """configs/zero_shot_eval_suite.yaml: HMDB-51, UCF-101 and K-600, three splits each, in one `tc-clip test`
+    that prints mean +- std per benchmark (the paper's row) and writes one results record."""
+    from tc_clip.cli import main
+
+    k600 = layouts["k600"]
+    root = tmp_path / "runs"
+    args = ["test", "--config", str(CONFIGS / "zero_shot_eval_suite.yaml"),
+            "--data.hmdb51.root", str(layouts["hmdb"]), "--data.ucf101.root", str(layouts["ucf"]),
+            "--data.k600.root", str(k600),
+            "--data.k600.test_list", json.dumps([str(k600 / f"split{s}.txt") for s in (1, 2, 3)]),
+            "--data.k600.test_labels", json.dumps([str(k600 / f"split{s}_labels.csv") for s in (1, 2, 3)]),
+            "--data.num_frames", "8", "--data.input_size", "64", "--data.num_workers", "0", "--data.test_views", "1",
+            "--model.model_name", "tiny", "--model.pretrained", "null", "--model.config.num_context_tokens", "16",
+            "--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    (record,) = read_eval_records(root / "version_0")
+    assert [s["name"] for s in record["sets"]] == [f"{b}/split{k}" for b in ("hmdb51", "ucf101", "k600")
+                                                  for k in (1, 2, 3)]
+    assert {f"{b}/top1_mean" for b in ("hmdb51", "ucf101", "k600")} <= set(record["summary"])
+    out = capsys.readouterr().out
+    assert all(b in out for b in ("hmdb51", "ucf101", "k600"))

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,18 @@ class TCCLIPCLI(LightningCLI):
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [NonFiniteGuard(), SamplerResume()]
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
+        _quiet_expected_warnings(self.subcommand, resumed=self._get(self.config_init, "ckpt_path") is not None)
         return super().instantiate_trainer(**kwargs)
+
+
+def _quiet_expected_warnings(subcommand: str | None, resumed: bool) -> None:
+    """Lightning warnings that say nothing a user of this CLI can act on: evaluating a checkpoint
+    without its training callbacks (they are training-only), and a resumed fit writing into its own
+    checkpoint folder (that is the point of resuming)."""
+    if subcommand != "fit":
+        warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided")
+    elif resumed:
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def build_cli(

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,8 @@ def sharded_loader(datamodule: VideoDataModule, dataset: VideoClipDataset, train
     streaming = ShardedClipDataset(folder, dataset, shuffle=train, seed=datamodule.seed,
                                    drop_last=None if train else False)
     workers = datamodule.num_workers
+    # litdata's StreamingDataset is an IterableDataset with a __len__ that already accounts for workers
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     return StreamingDataLoader(
         streaming,
         batch_size=datamodule.batch_size if train else datamodule.eval_batch_size,
