@@ -142,7 +142,7 @@ def test_synthetic_datamodule(tmp_path):
         num_workers=0,
     )
     assert len(dm.train_class_names) == 3
-    assert [s.name for s in dm.eval_sets("validate")] == ["val"]
+    assert [s.name for s in dm.eval_sets("validate")] == ["synthetic/val"]
     dm.prepare_data()
     dm.setup("fit")
     b = next(iter(dm.train_dataloader()))

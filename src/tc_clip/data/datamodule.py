@@ -908,6 +908,7 @@ class SyntheticVideoDataModule(VideoDataModule):
     protocol arguments."""
 
     dataset_name = "synthetic"
+    _is_benchmark = True  # clean set names: synthetic/val
 
     def __init__(
         self,
