@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tc_clip.cli import main
 from tc_clip.data import synthetic
@@ -74,6 +75,9 @@ def test_demo_fit_validate_resume(cache, tmp_path):
     top1 = val_top1_key(metrics)
     assert {top1, top1.replace("/top1", "/top5"), "train/loss_epoch"} <= set(metrics)
     assert "val/top1" not in metrics and not [k for k in metrics if k.endswith(("/videos", "/skipped"))]
+    assert top1 == "val/synthetic/val/top1"  # a clean set name, not val/val/top1
+    # the saved config names the metric that selected best.ckpt (tc-clip report reads it)
+    assert yaml.safe_load((v0 / "config.yaml").read_text())["checkpoint"]["monitor"] == top1
     records = read_eval_records(v0)  # counts live in the results file, one record per evaluation epoch
     assert [r["epoch"] for r in records] == [0, 1] and records[0]["sets"][0]["videos"] == 9
     assert any(k.startswith("lr") for k in metrics)  # LearningRateMonitor

@@ -313,6 +313,8 @@ def configure_fit(cli: LightningCLI) -> None:
         ckpt.monitor = _monitored_metric(cli.datamodule)
         if ckpt.monitor:
             rank_zero_info(f"checkpoint.monitor: {ckpt.monitor}")
+            if config.get("checkpoint") is not None:  # the saved config.yaml names what selected best.ckpt
+                config.checkpoint.monitor = ckpt.monitor
     extra = [cb() for cb in (ValidateAtFitEnd, NovelAtBestBase, FitSummary)
              if not any(isinstance(c, cb) for c in trainer.callbacks)]
     first_ckpt = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, ModelCheckpoint)),
