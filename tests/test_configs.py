@@ -420,4 +420,7 @@ def test_zero_shot_suite_config_evaluates_nine_splits_in_one_run(layouts, tmp_pa
                                                   for k in (1, 2, 3)]
     assert {f"{b}/top1_mean" for b in ("hmdb51", "ucf101", "k600")} <= set(record["summary"])
     out = capsys.readouterr().out
-    assert all(b in out for b in ("hmdb51", "ucf101", "k600"))
+    (row,) = [line for line in out.splitlines() if line.startswith("zero-shot top-1 (mean ± std over splits):")]
+    assert [part.split()[0] for part in row.split(": ", 1)[1].split(" | ")] == ["hmdb51", "ucf101", "k600"]
+    mean = 100 * record["summary"]["hmdb51/top1_mean"]
+    assert f"hmdb51 {mean:.2f} ± " in row

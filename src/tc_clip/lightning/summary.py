@@ -151,4 +151,17 @@ def format_table(stage: str, results: Sequence[EvalSetResult], counts: Mapping[s
         lines.append(f"{r.name:<{width}}  {100 * r.top1:7.2f}  {top5}  {videos:>7d}  {skipped:>7d}")
     for key, value in summary.items():
         lines.append(f"{key:<{width}}  {100 * value:7.2f}")
+    row = zero_shot_row(summary)
+    if row:
+        lines.append(f"zero-shot top-1 (mean ± std over splits): {row}")
     return "\n".join(lines)
+
+
+def zero_shot_row(summary: Mapping[str, float]) -> str:
+    """The paper's zero-shot row from the group summaries: ``hmdb51 54.20 ± 0.51 | ucf101 ...`` (in %);
+    empty when no group has a mean."""
+    groups = [k[: -len("/top1_mean")] for k in summary if k.endswith("/top1_mean")]
+    return " | ".join(
+        f"{g} {100 * summary[f'{g}/top1_mean']:.2f} ± {100 * summary.get(f'{g}/top1_std', float('nan')):.2f}"
+        for g in groups
+    )
