@@ -17,6 +17,19 @@ def make_synthetic(root: Path) -> synthetic.SyntheticPaths:
     )
 
 
+def touch(path: Path) -> Path:
+    """An empty file (and its folders): enough for list and folder readers that do not decode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    return path
+
+
+def write_labels(path: Path, names) -> str:
+    """A labels CSV ``id,name`` with the names in id order; returns its path as a string."""
+    path.write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
+    return str(path)
+
+
 def noise_frames(n: int, w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 255, size=(h, w, 3))

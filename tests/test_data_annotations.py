@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from data_helpers import touch, write_labels
 from tc_clip.data import (
     EvalSetInfo,
     HMDB51DataModule,
@@ -17,17 +18,6 @@ from tc_clip.data import (
     VideoDataModule,
 )
 from tc_clip.data import annotations as ann
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-    return path
-
-
-def write_labels(path: Path, names) -> str:
-    path.write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
-    return str(path)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_helpers import make_synthetic
+from data_helpers import make_synthetic, touch, write_labels
 from tc_clip.data import (
     BadVideoWarning,
     EvalSetInfo,
@@ -28,17 +28,6 @@ from tc_clip.lightning.metrics import EvalSetAccuracy
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     return make_synthetic(tmp_path_factory.mktemp("synth") / "ds")
-
-
-def touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
-    return path
-
-
-def write_labels(path: Path, names) -> str:
-    path.write_text("id,name\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names)))
-    return str(path)
 
 
 def synth_videos(synth) -> list[tuple[Path, int]]:

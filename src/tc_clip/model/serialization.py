@@ -266,25 +266,25 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
         pass  # e.g. OmegaConf objects: read again with the restricted unpickler below
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(path, f"corrupt or truncated file ({_first_line(err)})") from err
+    obj = _read_archive_or_fail(p, path, "file")
+    return _to_device(obj, map_location) if str(map_location) != "cpu" else obj
+
+
+def _read_archive_or_fail(p: Path, path: str | os.PathLike, what: str) -> Any:
+    """:func:`_read_archive`, every failure a :class:`CheckpointError` naming the file."""
     try:
-        obj = _read_archive(p)
+        return _read_archive(p)
     except UnsafeGlobalError as err:
         raise CheckpointError(path, str(err)) from err
     except Exception as err:  # noqa: BLE001
-        raise CheckpointError(path, f"corrupt or truncated file ({_first_line(err)})") from err
-    return _to_device(obj, map_location) if str(map_location) != "cpu" else obj
+        raise CheckpointError(path, f"corrupt or truncated {what} ({_first_line(err)})") from err
 
 
 def torchscript_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a TorchScript archive's modules, as ``torch.jit.load(path).state_dict()`` names
     them, read as data: the archive's code is never compiled or run."""
     p = _checked_path(path)
-    try:
-        root = _read_archive(p)
-    except UnsafeGlobalError as err:
-        raise CheckpointError(path, str(err)) from err
-    except Exception as err:  # noqa: BLE001
-        raise CheckpointError(path, f"corrupt or truncated TorchScript archive ({_first_line(err)})") from err
+    root = _read_archive_or_fail(p, path, "TorchScript archive")
     if not isinstance(root, Record) or not isinstance(root.state, dict):
         raise CheckpointError(path, "the TorchScript archive does not hold a module")
     state: dict[str, torch.Tensor] = {}
