@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -195,7 +196,11 @@ def test_check_data_takes_the_fit_options(monkeypatch, cache, capsys):
     monkeypatch.setattr(TCCLIPModule, "_build_model", staticmethod(lambda *a: built.append(1)))
     args = ["--config", DEMO, "--data.cache_dir", str(cache), "--data.init_args.num_classes", "3",
             "--data.batch_size", "5", "--stages", "fit", "validate"]
-    assert main(["check-data", *args]) == 1
+    monkeypatch.setattr(sys, "argv", ["tc-clip", "check-data", *args])  # as from a console
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["check-data", *args]) == 1
+    assert not [w for w in caught if "args parameter" in str(w.message)]  # no "args and command line" noise
     assert type(seen["dm"]).__name__ == "SyntheticVideoDataModule" and not built
     assert seen["dm"].gen_kwargs["num_classes"] == 3 and seen["dm"].batch_size == 5
     assert seen["stages"] == ["fit", "validate"]

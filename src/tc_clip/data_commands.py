@@ -53,7 +53,11 @@ class DataOnlyCLI(TCCLIPCLI):
 
 def build_datamodule(fit_args: Sequence[str]) -> Any:
     """The data module that ``tc-clip fit <fit_args>`` would build, and nothing else."""
-    return build_cli(list(fit_args), run=False, cli_class=DataOnlyCLI).datamodule
+    argv, sys.argv = sys.argv, sys.argv[:1]  # the options are passed as args: LightningCLI must not also see them
+    try:
+        return build_cli(list(fit_args), run=False, cli_class=DataOnlyCLI).datamodule
+    finally:
+        sys.argv = argv
 
 
 def _run_checks(datamodule: Any, stages: Sequence[str]) -> tuple[bool, str]:
