@@ -10,6 +10,7 @@ import http.server
 import logging
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import lightning as L
 import pytest
 import torch
 
-from tc_clip.cli import main
+from tc_clip.cli import build_cli, main
 from tc_clip.lightning.checkpointing import (
     CheckpointError,
     ContinuingCSVLogger,
@@ -54,12 +55,16 @@ def demo_args(cache: Path, root: Path, *extra: str) -> list[str]:
 # ------------------------------------------------------------------------------------------- NaN
 
 
-def test_nan_loss_stops_with_the_step_and_saves_nothing_non_finite(cache, tmp_path):
+def test_nan_loss_stops_with_the_step_and_saves_nothing_non_finite(cache, tmp_path, capsys):
     root = tmp_path / "runs"
-    with pytest.raises(NonFiniteError, match=r"global step \d+ \(epoch \d+, batch \d+\)") as err:
-        main(["fit", *demo_args(cache, root, "--model.lr", "1e12", "--model.warmup_epochs", "0",
-                                "--last_every_n_steps", "1")])
-    assert "lr" in str(err.value)
+    args = ["fit", *demo_args(cache, root, "--model.lr", "1e12", "--model.warmup_epochs", "0",
+                              "--last_every_n_steps", "1")]
+    assert main(args) == 1  # the console gets one clear line, no traceback
+    err = capsys.readouterr().err
+    assert re.search(r"tc-clip: error: the training loss is (nan|inf) at global step \d+ \(epoch \d+, batch \d+\)", err)
+    assert "lr" in err and "Traceback" not in err
+    with pytest.raises(NonFiniteError, match=r"global step \d+"):  # from Python, the exception itself
+        build_cli(args)
     saved = list(root.rglob("*.ckpt"))
     for path in saved:  # every checkpoint written before the stop holds finite weights
         state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]

@@ -66,8 +66,9 @@ from tc_clip.lightning.checkpointing import (
     resolve_ckpt_path,
     resume_point,
 )
-from tc_clip.lightning.guards import NonFiniteGuard
+from tc_clip.lightning.guards import NonFiniteError, NonFiniteGuard
 from tc_clip.lightning.module import TCCLIPModule
+from tc_clip.model.serialization import CheckpointError as ModelCheckpointError
 
 DEFAULT_ROOT_DIR = "runs"
 LAST_EVERY_N_STEPS = 200
@@ -322,6 +323,9 @@ def configure_fit(cli: LightningCLI) -> None:
     trainer.callbacks[first_ckpt:first_ckpt] = extra
 
 
+_USER_ERRORS = (NonFiniteError, CheckpointError, ModelCheckpointError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tc-clip`` console script."""
     words = list(sys.argv[1:] if argv is None else argv)
@@ -333,7 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tc_clip.results import report_main
 
         return int(report_main(words[1:]) or 0)
-    build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
+    try:
+        build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
+    except _USER_ERRORS as err:  # already say what went wrong and where: no traceback on the console
+        print(f"tc-clip: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
