@@ -398,3 +398,20 @@ def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_wi
     assert record["stage"] == "test" and record["ckpt_path"] == str(ckpt) and record["sets"][0]["videos"] == 9
     out = capsys.readouterr().out  # one results table for the stage, not Lightning's one per dataloader
     assert out.count("test results") == 1 and "Test metric" not in out
+
+
+def test_unreadable_training_video_is_replaced_counted_and_reported(tmp_path, capsys):
+    """A long run survives a bad training video: it is replaced, named in a warning and counted in the summary."""
+    from tc_clip.data import BadVideoWarning
+    from tc_clip.data_commands import build_datamodule
+
+    cache = tmp_path / "cache"
+    dm = build_datamodule(demo_args(cache, tmp_path / "runs"))  # the data module this fit will use
+    dm.prepare_data()
+    first = Path(dm.root) / Path(dm.train_list).read_text().split()[0]
+    first.write_bytes(b"\x00 not a video")
+    with warnings.catch_warnings(record=True) as caught:  # (pytest.warns would re-emit Lightning's own)
+        warnings.simplefilter("always", BadVideoWarning)
+        assert main(["fit", *demo_args(cache, tmp_path / "runs")]) == 0
+    assert [w for w in caught if issubclass(w.category, BadVideoWarning) and first.name in str(w.message)]
+    assert "unreadable training videos replaced by others: 1 " in capsys.readouterr().out

@@ -124,6 +124,7 @@ class TCCLIPModule(L.LightningModule):
         self.eval_metrics = nn.ModuleDict()
         self._predict_class_names: list[str] | None = None
         self._loaded_epoch: int | None = None
+        self._train_skipped: Tensor | None = None
 
     # ----------------------------------------------------------------------------------------- model
     @staticmethod
@@ -213,7 +214,16 @@ class TCCLIPModule(L.LightningModule):
             logits = self.model(video)  # (aggregation "random" draws too)
         loss = soft_target_cross_entropy(logits, target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=video.shape[0])
+        if "skipped" in batch:  # unreadable training videos replaced by others: summed on the device, no sync
+            skipped = batch["skipped"].sum()
+            self._train_skipped = skipped if self._train_skipped is None else self._train_skipped + skipped
         return loss
+
+    def train_videos_replaced(self) -> int:
+        """Unreadable training videos replaced by others in this fit (every process; collective under DDP:
+        call it on all processes)."""
+        local = self._train_skipped if self._train_skipped is not None else torch.zeros((), device=self.device)
+        return int(self.trainer.strategy.reduce(local.float(), reduce_op="sum"))
 
     def on_fit_start(self) -> None:
         dm = self._datamodule()
