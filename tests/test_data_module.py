@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from data_helpers import make_synthetic
+from tc_clip.cli import main
 from tc_clip.data import BadVideoWarning, EvalSetInfo, SyntheticVideoDataModule, VideoDataModule
-from tc_clip.data.check import check_data, main
+from tc_clip.data.check import check_data
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +114,12 @@ def test_check_data_exit_codes(synth, tmp_path):
         f"    train_list: {synth.train_list}\n    val_list: {synth.val_list}\n    labels: {synth.labels}\n"
         "    num_frames: 8\n    num_workers: 0\n"
     )
-    assert main(["--config", str(cfg)]) == 0
+    assert main(["check-data", "--config", str(cfg)]) == 0
     bad = tmp_path / "bad.txt"
     bad.write_text(Path(synth.val_list).read_text() + "videos/nope.mp4 0\nvideos/x.mp4 99\n")
-    assert (
-        main(["--train-list", str(bad), "--labels", synth.labels, "--root", synth.root, "--num-workers", "0"])
-        == 1
-    )
+    args = ["--data", "VideoDataModule", "--data.train_list", str(bad), "--data.labels", synth.labels,
+            "--data.root", synth.root, "--data.num_workers", "0"]
+    assert main(["check-data", *args]) == 1
     short = check_data(dm_for(synth, num_frames=32))
     assert len(short.too_short) == 12 and not short.ok
     rep = check_data(dm_for(synth, train_list=str(bad), root=synth.root), stages=("fit",))

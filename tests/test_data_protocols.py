@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from data_helpers import make_synthetic, touch, write_labels
+from tc_clip.cli import main as cli_main
 from tc_clip.data import (
     BadVideoWarning,
     EvalSetInfo,
@@ -20,7 +21,6 @@ from tc_clip.data import (
     ZeroShotSuiteDataModule,
     base_novel,
 )
-from tc_clip.data.check import main as check_main
 from tc_clip.data.check import run_checks
 from tc_clip.lightning.metrics import EvalSetAccuracy
 
@@ -60,12 +60,13 @@ def test_hash_names_are_videos_in_data_module_and_check_data(synth, tmp_path):
     report = run_checks(dm, "fit,validate")
     assert report.ok and report.checked == 12 and report.stages == {"fit": 12, "validate": 12}
     assert str(report).splitlines()[-1] == "OK"
-    args = ["--train-list", str(lst), "--labels", synth.labels, "--root", str(videos), "--num-workers", "0"]
-    assert check_main([*args, "--stages", "fit"]) == 0
+    args = ["--data", "VideoDataModule", "--data.train_list", str(lst), "--data.labels", synth.labels,
+            "--data.root", str(videos), "--data.num_workers", "0"]
+    assert cli_main(["check-data", *args, "--stages", "fit"]) == 0
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data:\n  class_path: VideoDataModule\n  init_args:\n    train_list: {tmp_path / 'nope.txt'}\n")
     init = json.dumps({"train_list": str(lst), "labels": synth.labels, "root": str(videos), "num_workers": 0})
-    assert check_main(["--config", str(cfg), "--init-args", init, "--stages", "fit"]) == 0  # --init-args is used
+    assert cli_main(["check-data", "--config", str(cfg), "--data.init_args", init, "--stages", "fit"]) == 0
     # a missing '#' video is reported, not silently dropped
     lst.write_text(lst.read_text() + "#missing.avi 1\n")
     report = run_checks(dm, ["fit"])

@@ -60,16 +60,6 @@ def build_datamodule(fit_args: Sequence[str]) -> Any:
         sys.argv = argv
 
 
-def _run_checks(datamodule: Any, stages: Sequence[str]) -> tuple[bool, str]:
-    """``tc_clip.data.check.run_checks`` (report with ``.ok`` and ``str()``); older ``check_data`` otherwise."""
-    check = importlib.import_module("tc_clip.data.check")
-    if hasattr(check, "run_checks"):
-        report = check.run_checks(datamodule, list(stages))
-        return bool(report.ok), str(report)
-    report = check.check_data(datamodule, list(stages))
-    return bool(report.ok), report.format()
-
-
 def run_data_command(command: str, argv: Sequence[str]) -> int:
     """Entry point of ``tc-clip check-data`` / ``tc-clip pack``; returns the exit status."""
     own, rest = _own_parser(command).parse_known_args(list(argv))
@@ -78,9 +68,11 @@ def run_data_command(command: str, argv: Sequence[str]) -> int:
         return 0
     datamodule = build_datamodule(rest)
     if command == "check-data":
-        ok, text = _run_checks(datamodule, own.stages)
-        print(text)
-        return 0 if ok else 1
+        from tc_clip.data.check import run_checks
+
+        report = run_checks(datamodule, own.stages)
+        print(report)
+        return 0 if report.ok else 1
     if not own.output_dir:
         print(f"tc-clip {command}: --output_dir is required", file=sys.stderr)
         return 2

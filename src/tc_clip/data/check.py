@@ -1,17 +1,11 @@
 """Scan a dataset before training: missing, unreadable or too-short videos and label problems.
 
-    python -m tc_clip.data.check --config config.yaml          # the `data:` section of a CLI config
-    python -m tc_clip.data.check --train-list train.txt --val-list val.txt --labels labels.csv
-    python -m tc_clip.data.check --class-path HMDB51DataModule --init-args '{root: data/hmdb51}'
-
-Exit code 0 when everything is fine, 1 when any problem was found, 2 for a usage error.
+From the command line: ``tc-clip check-data --config config.yaml [--data.* ...] [--stages fit validate]``
+(the options of ``tc-clip fit``; exit code 0 when everything is fine, 1 when any problem was found).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tc_clip.data.decoding import VideoDecodeError, probe, read_frames
 from tc_clip.data.transforms import eval_indices
 
-__all__ = ["CheckReport", "check_data", "run_checks", "main"]
+__all__ = ["CheckReport", "check_data", "run_checks"]
 
 STAGES = ("fit", "validate", "test")
 
@@ -156,80 +150,3 @@ def run_checks(datamodule, stages: str | Sequence[str] | None = None) -> CheckRe
         raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
     return check_data(datamodule, stages)
 
-
-def _resolve_class(path: str):
-    if "." not in path:
-        import tc_clip.data as data
-
-        return getattr(data, path)
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def _load_yaml(text_or_path: str):
-    import os
-
-    import yaml
-
-    if os.path.exists(text_or_path):
-        with open(text_or_path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    return yaml.safe_load(text_or_path)
-
-
-def build_datamodule(args: argparse.Namespace):
-    if args.config:
-        cfg = _load_yaml(args.config) or {}
-        data = cfg.get("data", cfg)
-        if not isinstance(data, dict) or "class_path" not in data:
-            raise SystemExit(f"{args.config}: expected a `data:` section with `class_path` and `init_args`")
-        class_path, init_args = args.class_path or data["class_path"], dict(data.get("init_args") or {})
-    else:
-        class_path, init_args = args.class_path or "VideoDataModule", {}
-    if args.init_args:  # on top of the config's, as `--data.init_args` would be
-        init_args.update(_load_yaml(args.init_args) or {})
-    for key in ("train_list", "val_list", "test_list", "labels", "root"):
-        value = getattr(args, key)
-        if value is not None:
-            init_args[key] = value
-    if args.num_workers is not None:
-        init_args["num_workers"] = args.num_workers
-    return _resolve_class(class_path)(**init_args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tc-clip check-data",
-        description="Report missing, unreadable and too-short videos and label problems of a dataset; "
-        "exits with 1 when there are any.",
-    )
-    parser.add_argument(
-        "--config", help="YAML with a `data:` section (class_path, init_args) as for `tc-clip fit`"
-    )
-    parser.add_argument("--class-path", help="DataModule class (default VideoDataModule)")
-    parser.add_argument("--init-args", help="init arguments as YAML/JSON text or a file")
-    parser.add_argument("--train-list")
-    parser.add_argument("--val-list")
-    parser.add_argument("--test-list")
-    parser.add_argument("--labels")
-    parser.add_argument("--root")
-    parser.add_argument("--stages", default="fit,validate,test", help="comma separated (default %(default)s)")
-    parser.add_argument("--num-workers", type=int, default=None)
-    parser.add_argument("--limit", type=int, default=50, help="problems listed per kind")
-    args = parser.parse_args(argv)
-    try:
-        dm = build_datamodule(args)
-    except (TypeError, ValueError, AttributeError, ImportError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        report = run_checks(dm, args.stages)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report.format(args.limit))
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
