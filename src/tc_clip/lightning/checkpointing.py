@@ -22,6 +22,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.data.sampler import ResumableSampler
+from tc_clip.model.serialization import CheckpointError as ModelCheckpointError
 
 __all__ = [
     "CheckpointError",
@@ -36,8 +37,13 @@ __all__ = [
 ]
 
 
-class CheckpointError(ValueError):
-    """A checkpoint path that cannot be used (remote, unreadable, truncated or unsafe); names the file."""
+class CheckpointError(ModelCheckpointError):
+    """A checkpoint path that cannot be used (remote, unreadable, truncated or unsafe); the message names the
+    file. A kind of :class:`tc_clip.model.CheckpointError`, so one ``except`` catches every refused file."""
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.path, self.reason = None, message
 
 
 class LastCheckpoint(ModelCheckpoint):
