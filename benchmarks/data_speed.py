@@ -3,6 +3,7 @@
 On ten-second 30 fps videos (320x240 MPEG-4 in .avi, 340x256 H.264 in .mp4, x264 preset medium) it
 reports, for every decoder available (torchcodec, PyAV):
 
+- which decoder ``auto`` picks for each set (per stream: PyAV where there are B-frames, else torchcodec);
 - loader alone: clips/s delivered by a DataLoader whose workers decode, sample, crop and resize and hand
   over uint8 clips with their random draws (what a training run does with ``device_augment``), per
   worker; and the same with the whole augmentation in the worker (``device_augment=False``);
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
+from tc_clip.data.decoding import decoder_counts, read_frames
 from tc_clip.data.gpu_augment import augment_batch
 from tc_clip.data.synthetic import write_video
 from tc_clip.data.torchcodec_backend import describe_backend, torchcodec_status
@@ -143,7 +145,7 @@ def main(argv=None) -> None:
     random.seed(0)
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    decoders = ["torchcodec", "pyav"] if torchcodec_status()[0] else ["pyav"]
+    decoders = ["auto", "torchcodec", "pyav"] if torchcodec_status()[0] else ["pyav"]
     print(f"decoder chosen by 'auto': {describe_backend('auto')}; {torchcodec_status()[1]}")
     print(f"{args.clips} clips per measurement, {FRAMES} frames, {SIZE} px, torch threads 1 (workers: 1 each)")
 
@@ -169,6 +171,11 @@ def main(argv=None) -> None:
         label = f"{width}x{height} {codec} .{ext}"
         samples = [Sample(p, 0) for p in paths]
         for decoder in decoders:
+            if decoder == "auto":
+                before = dict(decoder_counts)
+                read_frames(paths[0], [0])
+                ran = next(k for k, v in decoder_counts.items() if v > before.get(k, 0))
+                print(f"  'auto' reads {label} with {ran}")
             device = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=True, decoder=decoder)
             cpu = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=False, decoder=decoder)
             for w in args.workers:

@@ -7,9 +7,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
+from torchvision.transforms import v2
 
 from data_helpers import make_synthetic, noise_frames, set_mp4_rotation
-from tc_clip.data import synthetic, torchcodec_backend
+from tc_clip.data import decoding, synthetic, torchcodec_backend
 from tc_clip.data.decoding import VideoDecodeError, probe, read_all_frames, read_frames, resolve_backend
 
 _TORCHCODEC = torchcodec_backend.torchcodec_status()
@@ -19,6 +21,7 @@ _TORCHCODEC = torchcodec_backend.torchcodec_status()
     params=[
         "pyav",
         pytest.param("torchcodec", marks=pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])),
+        pytest.param("auto", marks=pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])),
     ]
 )
 def backend(request) -> str:
@@ -179,7 +182,7 @@ def test_bytes_source_equals_file(gop_videos, backend):
 
 def test_backend_choice(monkeypatch, gop_videos):
     monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
-    assert resolve_backend("auto") == ("torchcodec" if _TORCHCODEC[0] else "pyav")
+    assert resolve_backend("auto") == ("auto" if _TORCHCODEC[0] else "pyav")
     assert resolve_backend("pyav") == "pyav"
     with pytest.raises(ValueError, match="'ffmpeg'"):
         resolve_backend("ffmpeg")
@@ -206,6 +209,30 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
     np.testing.assert_array_equal(got, read_all_frames(gop_videos[0])[[0, 5]])
     with pytest.raises(VideoDecodeError, match="with torchcodec: unsupported codec"):
         read_frames(gop_videos[0], [0, 5], backend="torchcodec")
+
+
+@pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
+def test_auto_picks_per_stream(monkeypatch, tmp_path, gop_videos):
+    """B-frames (x264's default) -> PyAV, which skips non-reference frames; none (MPEG-4 here) -> torchcodec."""
+    monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
+    bframes = tmp_path / "b.mp4"
+    synthetic.write_video(bframes, noise_frames(30), fps=30, codec="libx264", options={"bf": "3"})
+    with av.open(str(bframes)) as c:
+        assert c.streams.video[0].codec_context.has_b_frames
+    for path, expected in [(bframes, "pyav"), (gop_videos[1], "torchcodec")]:
+        before = dict(decoding.decoder_counts)
+        got, _ = read_frames(path, [0, 7, 20])
+        np.testing.assert_array_equal(got, read_all_frames(path)[[0, 7, 20]])
+        assert decoding.decoder_counts[expected] == before.get(expected, 0) + 1, path
+
+
+def test_shrink_equals_the_training_resize(gop_videos, backend):
+    """The decoder's resize is the transform's: resizing there or in the transform gives the same clip,
+    whichever backend decoded it."""
+    got, _ = read_frames(gop_videos[1], [0, 33], short_side=40, backend=backend)
+    full = torch.from_numpy(read_all_frames(gop_videos[1])[[0, 33]]).permute(0, 3, 1, 2)
+    expected = v2.functional.resize(full, [40], antialias=True).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_data_module_decoder_option(synth, monkeypatch, caplog):

@@ -9,6 +9,12 @@ non-reference frames that are not wanted (``skip_frame=NONREF``) and converts on
 RGB. Frames are identified by presentation timestamp, so B-frame reordering and variable frame rate
 are handled: frame ``i`` is the ``i``-th frame in presentation order, whatever its timestamp.
 
+``backend="auto"`` picks per stream: PyAV where the stream has B-frames (its non-reference skipping
+decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere. Both convert to RGB with
+the same swscale conversion and give the frames of a full decode pixel for pixel, and frames are brought
+to ``short_side`` by one shared resize (:func:`shrink_short_side`, the training transform's own), so the
+pixels never depend on which backend read a file.
+
 If anything about a file does not fit this plan (packets without timestamps, a wanted frame that the
 decoder never returned, ...) the reader falls back to decoding the stream sequentially, still converting
 only the wanted frames. Rotation metadata is applied, grayscale and odd-sized videos come out as RGB.
@@ -18,11 +24,15 @@ from __future__ import annotations
 
 import io
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import av
 import numpy as np
+import torch
+from av.video.reformatter import VideoReformatter
+from torchvision.transforms.v2 import functional as TF
 
 from tc_clip.data import torchcodec_backend
 from tc_clip.data.torchcodec_backend import BACKENDS, Backend, resolve_backend
@@ -36,6 +46,8 @@ __all__ = [
     "read_frames",
     "read_all_frames",
     "resolve_backend",
+    "shrink_short_side",
+    "decoder_counts",
 ]
 
 IndexSampler = Callable[[int], Sequence[int]]
@@ -76,30 +88,34 @@ def _open(path: Source, name: str | None = None) -> av.container.InputContainer:
         container.close()
         raise VideoDecodeError(f"no video stream in {_name(path, name)}")
     return container
+def _open(path: Source, name: str | None = None) -> av.container.InputContainer:
+    _check_exists(path)
+    try:
+        src = io.BytesIO(path) if isinstance(path, bytes) else str(path)
+        container = av.open(src, metadata_errors="ignore")
+    except Exception as e:  # av.error.* and OSError
+        raise VideoDecodeError(f"cannot open video {_name(path, name)}: {e}") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"no video stream in {_name(path, name)}")
+    return container
 
 
-def _target_size(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
-    """Output (width, height) for resizing the short side down to ``short_side`` (never upsampling)."""
-    if not short_side or min(width, height) <= short_side:
-        return None
-    if width <= height:
-        return short_side, max(1, round(height * short_side / width))
-    return max(1, round(width * short_side / height)), short_side
+def shrink_short_side(frames: np.ndarray, short_side: int | None) -> np.ndarray:
+    """``uint8 [K, H, W, 3]`` with the short side brought down to ``short_side`` (never up), by the
+    antialiased bilinear resize of the training transform (torchvision's ``resize(clip, [short_side])``),
+    so that a clip resized here equals one resized there."""
+    if not short_side or min(frames.shape[1:3]) <= short_side:
+        return frames
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # channels-last: torch's fast uint8 path
+    return TF.resize(clip, [short_side], antialias=True).permute(0, 2, 3, 1).numpy()
 
 
-def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
-    rotation = int(getattr(frame, "rotation", 0) or 0)
-    quarter = round(rotation / 90) % 4
-    w, h = frame.width, frame.height
-    if quarter % 2:  # short side of the displayed frame is the same, width/height swap
-        size = _target_size(h, w, short_side)
-        size = size[::-1] if size else None
-    else:
-        size = _target_size(w, h, short_side)
-    if size is not None:
-        img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-    else:
-        img = frame.to_ndarray(format="rgb24")
+def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+    """RGB at the decoded size, rotation applied. One reformatter per video keeps one swscale context
+    (a fresh one per frame costs more than the conversion itself)."""
+    img = reformatter.reformat(frame, format="rgb24").to_ndarray()
+    quarter = round(int(getattr(frame, "rotation", 0) or 0) / 90) % 4
     if quarter:
         # PyAV's rotation is counter-clockwise; np.rot90 with k > 0 rotates counter-clockwise as well.
         img = np.ascontiguousarray(np.rot90(img, k=quarter))
@@ -154,22 +170,20 @@ def _runs(idx: _Index, wanted_pos: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in runs]
 
 
-def _decode_indexed(
-    idx: _Index, stream, wanted: list[int], short_side: int | None
-) -> dict[int, np.ndarray] | None:
-    n = len(idx.pres_ts)
+def _decode_indexed(idx: _Index, stream, wanted: list[int]) -> dict[int, np.ndarray] | None:
     want_ts = {idx.pres_ts[i]: i for i in wanted}
     wanted_pos = [idx.pos_of_ts[t] for t in want_ts]
     cc = stream.codec_context
     # frame threading would delay the skip_frame switches below; slice threading is fine
     cc.thread_type = "SLICE"
+    reformatter = VideoReformatter()
     out: dict[int, np.ndarray] = {}
 
     def take(frames):
         for frame in frames:
             i = want_ts.get(frame.pts)
             if i is not None and i not in out:
-                out[i] = _to_rgb(frame, short_side)
+                out[i] = _to_rgb(frame, reformatter)
 
     started = False
     for start, end in _runs(idx, wanted_pos):
@@ -183,16 +197,14 @@ def _decode_indexed(
     if started:
         cc.skip_frame = "DEFAULT"
         take(cc.decode(None))
-    if len(out) != len(want_ts):
-        return None
-    assert n > 0
-    return out
+    return out if len(out) == len(want_ts) else None
 
 
-def _decode_sequential(container, stream, wanted: list[int], short_side: int | None) -> dict[int, np.ndarray]:
+def _decode_sequential(container, stream, wanted: list[int]) -> dict[int, np.ndarray]:
     container.seek(0)
     stream.codec_context.flush_buffers()
     stream.codec_context.skip_frame = "DEFAULT"
+    reformatter = VideoReformatter()
     want = set(wanted)
     last = max(want)
     out: dict[int, np.ndarray] = {}
@@ -200,13 +212,13 @@ def _decode_sequential(container, stream, wanted: list[int], short_side: int | N
     i = -1
     for i, frame in enumerate(container.decode(stream)):
         if i in want:
-            out[i] = _to_rgb(frame, short_side)
+            out[i] = _to_rgb(frame, reformatter)
         if i >= last:
             break
     if frame is None:
         raise VideoDecodeError("no frame could be decoded")
     if len(out) < len(want):  # the stream had fewer frames than announced: repeat the last one
-        fill = out[max(out)] if out else _to_rgb(frame, short_side)
+        fill = out[max(out)] if out else _to_rgb(frame, reformatter)
         for j in want - out.keys():
             out[j] = fill
     return out
@@ -229,11 +241,21 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
+def _same_size(frames: dict[int, np.ndarray], first: int) -> dict[int, np.ndarray]:
+    """Resolution change mid-stream: bring every frame to the size of frame ``first``."""
+    h, w = frames[first].shape[:2]
+    for k, f in frames.items():
+        if f.shape[:2] != (h, w):
+            t = torch.from_numpy(f).permute(2, 0, 1)[None].float()
+            t = torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
+            frames[k] = t[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    return frames
+
+
 def _read_pyav(
-    path: Source, indices: Sequence[int] | IndexSampler, short_side: int | None, name: str | None
+    container: av.container.InputContainer, indices: Sequence[int] | IndexSampler, path: str
 ) -> tuple[np.ndarray, int]:
-    container = _open(path, name)
-    path = _name(path, name)
+    """The sparse PyAV reader on an open container (closed here)."""
     try:
         stream = container.streams.video[0]
         try:
@@ -247,35 +269,27 @@ def _read_pyav(
                     n = sum(1 for _ in container.demux(stream))
             if n <= 0:
                 raise VideoDecodeError("the video stream has no frames")
-            wanted_list = [int(i) for i in (indices(n) if callable(indices) else indices)]
-            wanted_list = [min(max(i, 0), n - 1) for i in wanted_list]
+            wanted_list = [min(max(int(i), 0), n - 1) for i in (indices(n) if callable(indices) else indices)]
             if not wanted_list:
                 return np.zeros((0, stream.codec_context.height, stream.codec_context.width, 3), np.uint8), n
             wanted = sorted(set(wanted_list))
             frames = None
             if idx is not None:
                 try:
-                    frames = _decode_indexed(idx, stream, wanted, short_side)
+                    frames = _decode_indexed(idx, stream, wanted)
                 except av.error.FFmpegError:
                     frames = None
             if frames is None:
-                frames = _decode_sequential(container, stream, wanted, short_side)
-        except (av.error.FFmpegError, ValueError) as e:
+                frames = _decode_sequential(container, stream, wanted)
+        except (av.error.FFmpegError, ValueError, VideoDecodeError) as e:
             raise VideoDecodeError(f"cannot decode {path}: {e}") from e
-        except VideoDecodeError as e:
-            raise VideoDecodeError(f"cannot decode {path}: {e}") from e
-        shapes = {f.shape for f in frames.values()}
-        if len(shapes) > 1:  # resolution change mid-stream: bring everything to the first frame's size
-            import torch
-            import torch.nn.functional as F
-
-            h, w = frames[wanted[0]].shape[:2]
-            for k, f in frames.items():
-                if f.shape[:2] != (h, w):
-                    t = torch.from_numpy(f).permute(2, 0, 1)[None].float()
-                    t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
-                    frames[k] = t[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-        return np.stack([frames[i] for i in wanted_list]), n
+        if len({f.shape for f in frames.values()}) > 1:
+            frames = _same_size(frames, wanted[0])
+        first = frames[wanted[0]]
+        out = np.empty((len(wanted_list), *first.shape), np.uint8)
+        for k, i in enumerate(wanted_list):
+            out[k] = frames[i]
+        return out, n
     finally:
         container.close()
 
@@ -283,13 +297,27 @@ def _read_pyav(
 def read_all_frames(path: Source) -> np.ndarray:
     """The plain approach, as a reference: decode every frame to RGB, in presentation order."""
     container = _open(path)
+    reformatter = VideoReformatter()
     try:
-        frames = [_to_rgb(f, None) for f in container.decode(container.streams.video[0])]
+        frames = [_to_rgb(f, reformatter) for f in container.decode(container.streams.video[0])]
     finally:
         container.close()
     if not frames:
         raise VideoDecodeError(f"no frame could be decoded from {path}")
     return np.stack(frames)
+
+
+#: how many videos each backend has read in this process (``auto`` picks per stream; benchmarks report it)
+decoder_counts: Counter[str] = Counter()
+
+
+def _has_b_frames(container: av.container.InputContainer) -> bool:
+    """Whether the video stream reorders frames (B-frames): then PyAV's non-reference skipping wins."""
+    return bool(container.streams.video[0].codec_context.has_b_frames)
+
+
+#: ``auto``'s choice per file, remembered per process (the choice changes speed, never pixels)
+_b_frames_of: dict[str, bool] = {}
 
 
 def read_frames(
@@ -304,19 +332,37 @@ def read_frames(
 
     ``indices`` may be a function of the number of frames that returns the indices (TSN sampling needs
     the frame count first). Indices past the end are clamped to the last frame. ``short_side`` resizes
-    frames whose short side is larger down to it. ``backend``: ``"pyav"``, ``"torchcodec"`` or
-    ``"auto"`` (torchcodec when it imports and decodes a probe video, else PyAV; a file torchcodec
-    cannot read is retried with PyAV). Both return the frames of a full decode, pixel for pixel;
-    they differ only in the resize filter (PyAV: area, torchcodec: antialiased bilinear).
-    Returns ``(uint8 [len(indices), H, W, 3], num_frames)``.
+    frames whose short side is larger down to it (:func:`shrink_short_side`). ``backend``: ``"pyav"``,
+    ``"torchcodec"`` or ``"auto"`` (where torchcodec works: PyAV for streams with B-frames, torchcodec
+    for the others, and PyAV again for a file torchcodec cannot read; else PyAV). Every backend returns
+    the frames of a full decode, pixel for pixel. Returns ``(uint8 [len(indices), H, W, 3], num_frames)``.
     Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
     """
     _check_exists(source)
     chosen = resolve_backend(backend)
     if chosen == "torchcodec":
         try:
-            return torchcodec_backend.read_frames(source, indices, short_side)
+            frames, n = torchcodec_backend.read_frames(source, indices)
         except Exception as e:  # torchcodec raises RuntimeError/ValueError for unreadable input
-            if backend == "torchcodec":
-                raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
-    return _read_pyav(source, indices, short_side, name)
+            raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
+        decoder_counts["torchcodec"] += 1
+        return shrink_short_side(frames, short_side), n
+    key = None if isinstance(source, bytes) else os.fspath(source)
+    container = None
+    if chosen == "auto" and key not in _b_frames_of:
+        container = _open(source, name)
+        if key is not None:
+            _b_frames_of[key] = _has_b_frames(container)
+    if chosen == "auto" and not (_has_b_frames(container) if key is None else _b_frames_of[key]):
+        if container is not None:
+            container.close()
+        try:
+            frames, n = torchcodec_backend.read_frames(source, indices)
+            decoder_counts["torchcodec"] += 1
+            return shrink_short_side(frames, short_side), n
+        except Exception:  # a file torchcodec cannot read: PyAV says why, if it cannot either
+            container = None
+    container = container if container is not None else _open(source, name)
+    frames, n = _read_pyav(container, indices, _name(source, name))
+    decoder_counts["pyav"] += 1
+    return shrink_short_side(frames, short_side), n

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tc_clip.data.transforms import IDENTITY, MEAN, STD, _gray, colour_op
+from tc_clip.data.transforms import IDENTITY, MEAN, STD, _gray, adjust_hue, colour_op
 
 __all__ = ["AUGMENT_KEY", "augment_batch", "normalize", "device_transform"]
 
@@ -38,21 +38,51 @@ def _groups(params: dict[str, torch.Tensor], frames_per_clip: int) -> dict[int, 
     return {int(k): (key == k).nonzero().squeeze(1) for k in key.unique().tolist()}
 
 
+def _augment_frames(video: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The CPU path of :func:`augment_batch`: frame by frame, in place in the output, so that each frame
+    stays in the cache through all its operations and nothing is gathered, scattered or selected."""
+    b, t = video.shape[:2]
+    src = video.flatten(0, 1)
+    out = torch.empty(src.shape, dtype=torch.float32)
+    factors, orders = params["factors"].flatten(0, 1).tolist(), params["order"].flatten(0, 1).tolist()
+    jitter, gray, flip = (params[k].repeat_interleave(t).tolist() for k in ("jitter", "gray", "flip"))
+    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    for r, x in enumerate(out):
+        x.copy_(src[r])
+        if jitter[r]:
+            for op in orders[r]:
+                f = factors[r][op]
+                if f != IDENTITY[op]:
+                    if op == 3:
+                        adjust_hue(x, f, out=x)
+                    else:
+                        colour_op(x, op, f)
+        if gray[r]:
+            x.copy_(_gray(x).expand_as(x))
+        if flip[r]:
+            x.copy_(x.flip(-1))
+        x.sub_(mean).div_(std)
+    return out.view(b, t, *out.shape[1:])
+
+
 def augment_batch(
     video: torch.Tensor, params: dict[str, torch.Tensor], chunk: int | None = None
 ) -> torch.Tensor:
     """Training colour augmentation of ``uint8 [B, T, 3, S, S]`` with the collated draws ``params``
     (``flip``, ``jitter``, ``gray`` ``[B]``; ``factors``, ``order`` ``[B, T, 4]``) -> normalised float32.
 
-    Frames that share an operation order are processed together, all four operations, grayscale, flip
-    and normalisation in one go, ``chunk`` frames at a time (default: all on an accelerator, one on the
-    CPU, where a frame that stays in the cache is faster than passes over the whole batch). The draws are
-    read on the host (one small copy), so the grouping costs no device synchronisation per group.
+    On an accelerator, frames that share an operation order are processed together, all four
+    operations, grayscale, flip and normalisation in one go, ``chunk`` frames at a time (default: all).
+    The draws are read on the host (one small copy), so the grouping costs no device synchronisation per
+    group. On the CPU (``chunk=None``) frames are processed one by one in place (:func:`_augment_frames`),
+    which keeps each frame in the cache.
     """
     b, t = video.shape[:2]
-    if chunk is None:
-        chunk = 1 if video.device.type == "cpu" else b * t
     cpu = {k: v.cpu() for k, v in params.items()}
+    if chunk is None:
+        if video.device.type == "cpu":
+            return _augment_frames(video, cpu)
+        chunk = b * t
     src = video.flatten(0, 1)
     out = torch.empty(src.shape, dtype=torch.float32, device=src.device)
     factors = cpu["factors"].flatten(0, 1)

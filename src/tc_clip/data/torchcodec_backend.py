@@ -1,9 +1,11 @@
 """The torchcodec decoder backend, and the choice between it and PyAV.
 
 torchcodec (``VideoDecoder.get_frames_at``, the decoder the PyTorch project maintains) seeks to the
-keyframe before each wanted frame in C++ and is several times faster than a Python-driven decode. It
-needs the system's FFmpeg libraries, so it is used only where it imports and decodes a small probe video
-(checked once per process, :func:`torchcodec_status`); PyAV is the fallback that always works.
+keyframe before each wanted frame and decodes from there in C++, with no Python per packet. It decodes
+every frame on the way, though, where PyAV's reader skips the non-reference ones, so ``auto`` uses it
+for streams without B-frames only. It needs the system's FFmpeg libraries, so it is used only where it
+imports and decodes a small probe video (checked once per process, :func:`torchcodec_status`); PyAV is
+the fallback that always works.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ["BACKENDS", "Backend", "resolve_backend", "torchcodec_status", "read_frames"]
+__all__ = ["BACKENDS", "Backend", "resolve_backend", "describe_backend", "torchcodec_status", "read_frames"]
 
 Backend = Literal["auto", "torchcodec", "pyav"]
 BACKENDS: tuple[str, ...] = ("auto", "torchcodec", "pyav")
@@ -58,14 +60,16 @@ def torchcodec_status() -> tuple[bool, str]:
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """The decoder that ``backend`` means here: ``"torchcodec"`` or ``"pyav"``. The environment variable
-    ``TC_CLIP_DECODER`` overrides ``"auto"``. Forcing torchcodec where it does not work is an error."""
+    """What ``backend`` means here: ``"pyav"``, ``"torchcodec"``, or ``"auto"`` (the per-stream choice
+    of :func:`tc_clip.data.decoding.read_frames`), which is ``"pyav"`` where torchcodec does not work.
+    The environment variable ``TC_CLIP_DECODER`` overrides ``"auto"``. Forcing torchcodec where it does
+    not work is an error."""
     if backend == "auto":
         backend = os.environ.get("TC_CLIP_DECODER", "auto") or "auto"
         if backend not in BACKENDS:
             raise ValueError(f"TC_CLIP_DECODER={backend!r}: expected one of {BACKENDS}")
         if backend == "auto":
-            return "torchcodec" if torchcodec_status()[0] else "pyav"
+            return "auto" if torchcodec_status()[0] else "pyav"
     if backend == "pyav":
         return backend
     if backend != "torchcodec":
@@ -76,37 +80,33 @@ def resolve_backend(backend: str = "auto") -> str:
     return backend
 
 
-def describe_backend(backend: str = "auto") -> str:
-    """Which decoder ``backend`` runs, with its version (for logs and benchmarks)."""
-    chosen = resolve_backend(backend)
-    if chosen == "torchcodec":
-        return torchcodec_status()[1]
+def _pyav() -> str:
     import av
 
     return f"pyav {av.__version__}"
 
 
-def _short_side_size(height: int, width: int, short_side: int | None) -> tuple[int, int] | None:
-    """(height, width) with the short side brought down to ``short_side`` (never up), as PyAV's path."""
-    if not short_side or min(width, height) <= short_side:
-        return None
-    if width <= height:
-        return max(1, round(height * short_side / width)), short_side
-    return short_side, max(1, round(width * short_side / height))
+def describe_backend(backend: str = "auto") -> str:
+    """Which decoder ``backend`` runs, with versions (for logs and benchmarks)."""
+    chosen = resolve_backend(backend)
+    if chosen == "torchcodec":
+        return torchcodec_status()[1]
+    if chosen == "auto":
+        return f"{_pyav()} for streams with B-frames, {torchcodec_status()[1]} for the others"
+    return _pyav()
 
 
 def read_frames(
-    source: str | os.PathLike | bytes,
-    indices: Sequence[int] | Callable[[int], Sequence[int]],
-    short_side: int | None = None,
+    source: str | os.PathLike | bytes, indices: Sequence[int] | Callable[[int], Sequence[int]]
 ) -> tuple[np.ndarray, int]:
-    """:func:`tc_clip.data.decoding.read_frames` with torchcodec (exact seek mode: the frame count and
-    frame ``i`` are those of a full decode; rotation metadata applied). Raises torchcodec's errors."""
+    """The frames ``indices`` at the decoded size (``uint8 [K, H, W, 3]``) and the frame count, by
+    torchcodec in exact seek mode (the frame count and frame ``i`` are those of a full decode; rotation
+    metadata applied). Raises torchcodec's errors."""
     from torchcodec.decoders import VideoDecoder
 
     decoder = VideoDecoder(
         source if isinstance(source, bytes) else str(source),
-        dimension_order="NCHW",
+        dimension_order="NHWC",
         seek_mode="exact",
         num_ffmpeg_threads=1,
     )
@@ -118,14 +118,10 @@ def read_frames(
     if not unique:
         h, w = decoder.metadata.height or 0, decoder.metadata.width or 0
         return np.zeros((0, h, w, 3), np.uint8), n
-    frames = decoder.get_frames_at(unique).data  # uint8 [K, 3, H, W]
-    if frames.shape[1] == 1:  # single-plane output: grayscale to RGB
-        frames = frames.expand(-1, 3, -1, -1)
-    size = _short_side_size(frames.shape[-2], frames.shape[-1], short_side)
-    if size is not None:
-        from torchvision.transforms.v2 import functional as F
-
-        frames = F.resize(frames, list(size), antialias=True)
-    pos = {f: k for k, f in enumerate(unique)}
-    frames = frames[torch.tensor([pos[i] for i in wanted])]
-    return np.ascontiguousarray(frames.permute(0, 2, 3, 1).numpy()), n
+    frames = decoder.get_frames_at(unique).data  # uint8 [K, H, W, C]
+    if frames.shape[-1] == 1:  # single-plane output: grayscale to RGB
+        frames = frames.expand(-1, -1, -1, 3)
+    if wanted != unique:
+        pos = {f: k for k, f in enumerate(unique)}
+        frames = frames[torch.tensor([pos[i] for i in wanted])]
+    return np.ascontiguousarray(frames.numpy()), n

@@ -125,13 +125,13 @@ def _gray(clip: torch.Tensor) -> torch.Tensor:
     return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
 
 
-def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
+def adjust_hue(clip: torch.Tensor, shift: float | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """HSV hue rotation of float 0-255 RGB ``[..., 3, H, W]`` by ``shift`` (in turns, -0.5..0.5).
 
     Same result as torchvision's ``adjust_hue`` up to float rounding, several times faster: value and
     saturation are kept, so with the new hue ``h`` in ``[0, 6)``, ``v = max`` and ``c = max - min`` the
     output is ``v - c * w`` with ``w`` = ``clamp(2 - |h - 3|, 0, 1)`` (red), ``clamp(|h - 2| - 1, 0, 1)``
-    (green) and ``clamp(|h - 4| - 1, 0, 1)`` (blue).
+    (green) and ``clamp(|h - 4| - 1, 0, 1)`` (blue). ``out`` may be ``clip`` itself (in place).
     """
     r, g, b = clip.unbind(-3)
     v = clip.amax(-3)
@@ -139,7 +139,7 @@ def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
     safe = c.masked_fill(c == 0, 1.0)  # gray pixels: any hue, the output is v
     h = torch.where(v == r, g - b, torch.where(v == g, (b - r).add_(safe, alpha=2), (r - g).add_(safe, alpha=4)))
     h = h.div_(safe).add_(6 * shift).remainder_(6)
-    out = torch.empty_like(clip)
+    out = torch.empty_like(clip) if out is None else out  # r, g, b are not read from here on
     for channel, centre in enumerate((3.0, 2.0, 4.0)):
         weight = (h - centre).abs_()
         weight = (weight.neg_().add_(2) if channel == 0 else weight.sub_(1)).clamp_(0, 1)
