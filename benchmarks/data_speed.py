@@ -3,6 +3,7 @@
 On ten-second 30 fps videos (320x240 MPEG-4 in .avi, 340x256 H.264 in .mp4, x264 preset medium) it
 reports, for every decoder available (torchcodec, PyAV):
 
+- decoding alone: ms per clip to decode the sampled frames, the ceiling of any worker with that decoder;
 - which decoder ``auto`` picks for each set (per stream: PyAV where there are B-frames, else torchcodec);
 - loader alone: clips/s delivered by a DataLoader whose workers decode, sample, crop and resize and hand
   over uint8 clips with their random draws (what a training run does with ``device_augment``), per
@@ -34,7 +35,7 @@ from tc_clip.data.decoding import decoder_counts, read_frames
 from tc_clip.data.gpu_augment import augment_batch
 from tc_clip.data.synthetic import write_video
 from tc_clip.data.torchcodec_backend import describe_backend, torchcodec_status
-from tc_clip.data.transforms import augment_clip, draw_augment
+from tc_clip.data.transforms import augment_clip, draw_augment, train_indices
 
 SETS = {"avi": (320, 240, "mpeg4", {}), "mp4": (340, 256, "libx264", {"preset": "medium", "crf": "23"})}
 FRAMES, SIZE = 16, 224
@@ -64,6 +65,16 @@ def make_videos(folder: Path, ext: str, count: int, seconds: int = 10, fps: int 
             frames[t] = np.clip(img, 0, 255)
         write_video(path, frames, fps=fps, codec=codec, options=opts)
     return paths
+
+
+def decode_ms(paths: list[str], decoder: str, clips: int) -> float:
+    """ms per clip to decode the 16 sampled frames alone (in this process, no resize, crop or loader)."""
+    rng = random.Random(0)
+    read_frames(paths[0], [0], backend=decoder)
+    start = time.perf_counter()
+    for k in range(clips):
+        read_frames(paths[k % len(paths)], lambda n: train_indices(n, FRAMES, rng), backend=decoder)
+    return 1000 * (time.perf_counter() - start) / clips
 
 
 def clips_per_second(loader, clips: int) -> float:
@@ -178,6 +189,9 @@ def main(argv=None) -> None:
                 print(f"  'auto' reads {label} with {ran}")
             device = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=True, decoder=decoder)
             cpu = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=False, decoder=decoder)
+            ms = decode_ms(paths, decoder, args.clips)
+            print(f"  {label}, {decoder}: decoding the sampled frames alone {ms:.1f} ms per clip "
+                  f"(the ceiling of one worker: {1000 / ms:.1f} clips/s)")
             for w in args.workers:
                 fast = clips_per_second(file_loader(device, w, args.clips), args.clips)
                 slow = clips_per_second(file_loader(cpu, w, args.clips), args.clips)

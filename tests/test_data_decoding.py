@@ -200,15 +200,24 @@ def test_backend_choice(monkeypatch, gop_videos):
 
 @pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
 def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
+    calls = []
+
     def broken(*args, **kwargs):
+        calls.append(args)
         raise RuntimeError("unsupported codec")
 
     monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
     monkeypatch.setattr(torchcodec_backend, "read_frames", broken)
-    got, n = read_frames(gop_videos[0], [0, 5])
-    np.testing.assert_array_equal(got, read_all_frames(gop_videos[0])[[0, 5]])
+    monkeypatch.setattr(decoding, "_auto_pyav", {})  # forget the choices of earlier tests
+    avi = gop_videos[1]  # no B-frames: auto tries torchcodec first
+    for _ in range(2):
+        pyav_reads = decoding.decoder_counts["pyav"]
+        got, n = read_frames(avi, [0, 5])
+        np.testing.assert_array_equal(got, read_all_frames(avi)[[0, 5]])
+        assert decoding.decoder_counts["pyav"] == pyav_reads + 1
+        assert decoding._auto_pyav[str(avi)] is True and len(calls) == 1  # remembered: not tried again
     with pytest.raises(VideoDecodeError, match="with torchcodec: unsupported codec"):
-        read_frames(gop_videos[0], [0, 5], backend="torchcodec")
+        read_frames(avi, [0, 5], backend="torchcodec")
 
 
 @pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
@@ -219,6 +228,7 @@ def test_auto_picks_per_stream(monkeypatch, tmp_path, gop_videos):
     synthetic.write_video(bframes, noise_frames(30), fps=30, codec="libx264", options={"bf": "3"})
     with av.open(str(bframes)) as c:
         assert c.streams.video[0].codec_context.has_b_frames
+    monkeypatch.setattr(decoding, "_auto_pyav", {})
     for path, expected in [(bframes, "pyav"), (gop_videos[1], "torchcodec")]:
         before = dict(decoding.decoder_counts)
         got, _ = read_frames(path, [0, 7, 20])

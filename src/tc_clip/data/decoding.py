@@ -316,8 +316,22 @@ def _has_b_frames(container: av.container.InputContainer) -> bool:
     return bool(container.streams.video[0].codec_context.has_b_frames)
 
 
-#: ``auto``'s choice per file, remembered per process (the choice changes speed, never pixels)
-_b_frames_of: dict[str, bool] = {}
+#: ``auto``'s choice per file (or per ``name`` of a video's bytes), remembered per process: True for
+#: PyAV. The choice changes speed, never pixels.
+_auto_pyav: dict[str, bool] = {}
+
+
+def _auto_wants_pyav(
+    source: Source, key: str | None, name: str | None
+) -> tuple[bool, av.container.InputContainer | None]:
+    """``auto``'s choice for this video, and the PyAV container opened to make it (None if remembered)."""
+    if key is not None and key in _auto_pyav:
+        return _auto_pyav[key], None
+    container = _open(source, name)
+    pyav = _has_b_frames(container)
+    if key is not None:
+        _auto_pyav[key] = pyav
+    return pyav, container
 
 
 def read_frames(
@@ -347,22 +361,21 @@ def read_frames(
             raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
         decoder_counts["torchcodec"] += 1
         return shrink_short_side(frames, short_side), n
-    key = None if isinstance(source, bytes) else os.fspath(source)
     container = None
-    if chosen == "auto" and key not in _b_frames_of:
-        container = _open(source, name)
-        if key is not None:
-            _b_frames_of[key] = _has_b_frames(container)
-    if chosen == "auto" and not (_has_b_frames(container) if key is None else _b_frames_of[key]):
-        if container is not None:
-            container.close()
-        try:
-            frames, n = torchcodec_backend.read_frames(source, indices)
-            decoder_counts["torchcodec"] += 1
-            return shrink_short_side(frames, short_side), n
-        except Exception:  # a file torchcodec cannot read: PyAV says why, if it cannot either
-            container = None
-    container = container if container is not None else _open(source, name)
-    frames, n = _read_pyav(container, indices, _name(source, name))
+    if chosen == "auto":
+        key = (name or None) if isinstance(source, bytes) else os.fspath(source)
+        pyav, container = _auto_wants_pyav(source, key, name)
+        if not pyav:
+            if container is not None:
+                container.close()
+                container = None
+            try:
+                frames, n = torchcodec_backend.read_frames(source, indices)
+                decoder_counts["torchcodec"] += 1
+                return shrink_short_side(frames, short_side), n
+            except Exception:  # a file torchcodec cannot read: PyAV from now on, which says why if it fails
+                if key is not None:
+                    _auto_pyav[key] = True
+    frames, n = _read_pyav(container if container is not None else _open(source, name), indices, _name(source, name))
     decoder_counts["pyav"] += 1
     return shrink_short_side(frames, short_side), n
