@@ -88,17 +88,6 @@ def _open(path: Source, name: str | None = None) -> av.container.InputContainer:
         container.close()
         raise VideoDecodeError(f"no video stream in {_name(path, name)}")
     return container
-def _open(path: Source, name: str | None = None) -> av.container.InputContainer:
-    _check_exists(path)
-    try:
-        src = io.BytesIO(path) if isinstance(path, bytes) else str(path)
-        container = av.open(src, metadata_errors="ignore")
-    except Exception as e:  # av.error.* and OSError
-        raise VideoDecodeError(f"cannot open video {_name(path, name)}: {e}") from e
-    if not container.streams.video:
-        container.close()
-        raise VideoDecodeError(f"no video stream in {_name(path, name)}")
-    return container
 
 
 def shrink_short_side(frames: np.ndarray, short_side: int | None) -> np.ndarray:
