@@ -306,8 +306,10 @@ def _has_b_frames(container: av.container.InputContainer) -> bool:
 
 
 #: ``auto``'s choice per file (or per ``name`` of a video's bytes), remembered per process: True for
-#: PyAV. The choice changes speed, never pixels.
+#: PyAV. The choice changes speed, never pixels. At most ``_AUTO_REMEMBERED`` files (a few MB per worker);
+#: past that, a file without B-frames costs one more container open per read.
 _auto_pyav: dict[str, bool] = {}
+_AUTO_REMEMBERED = 1 << 16
 
 
 def _auto_wants_pyav(
@@ -318,7 +320,7 @@ def _auto_wants_pyav(
         return _auto_pyav[key], None
     container = _open(source, name)
     pyav = _has_b_frames(container)
-    if key is not None:
+    if key is not None and len(_auto_pyav) < _AUTO_REMEMBERED:
         _auto_pyav[key] = pyav
     return pyav, container
 
@@ -363,7 +365,7 @@ def read_frames(
                 decoder_counts["torchcodec"] += 1
                 return shrink_short_side(frames, short_side), n
             except Exception:  # a file torchcodec cannot read: PyAV from now on, which says why if it fails
-                if key is not None:
+                if key is not None and (key in _auto_pyav or len(_auto_pyav) < _AUTO_REMEMBERED):
                     _auto_pyav[key] = True
     frames, n = _read_pyav(container if container is not None else _open(source, name), indices, _name(source, name))
     decoder_counts["pyav"] += 1
