@@ -148,7 +148,8 @@ class VideoDataModule(L.LightningDataModule):
     in a warning. ``strict=True`` raises instead. ``device_augment`` (default on): workers hand over
     ``uint8`` clips and the colour augmentation and normalisation run batched on the device after the
     transfer.
-    ``decoder``: ``auto`` (torchcodec where it imports and works, else PyAV), or force one.
+    ``decoder``: ``auto`` (where torchcodec imports and works: PyAV for streams with B-frames, torchcodec for
+    the others; else PyAV), or force one. The pixels are the same whichever reads a video.
     ``shards_dir``: stream the clips from litdata shards packed by ``tc-clip pack`` (the training split
     must be packed there; evaluation sets are read from shards where packed, else from their files).
     """

@@ -49,7 +49,7 @@ class VideoClipDataset(Dataset):
     ``device_augment=True`` leaves the colour half of the pipeline to the device
     (:func:`tc_clip.data.gpu_augment.device_transform`): ``video`` stays ``uint8`` and training items
     carry their random draws under ``augment`` (same draws, same result, a quarter of the bytes).
-    ``decoder``: ``"auto"`` (torchcodec where it works, else PyAV), ``"torchcodec"`` or ``"pyav"``.
+    ``decoder``: ``"auto"`` (per stream, see :func:`tc_clip.data.decoding.read_frames`), ``"torchcodec"`` or ``"pyav"``.
     """
 
     def __init__(
