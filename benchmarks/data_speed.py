@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
-from tc_clip.data.decoding import decoder_counts, read_frames
+from tc_clip.data.decoding import decode, read_frames
 from tc_clip.data.gpu_augment import augment_batch
 from tc_clip.data.synthetic import write_video
 from tc_clip.data.torchcodec_backend import describe_backend, torchcodec_status
@@ -183,9 +183,7 @@ def main(argv=None) -> None:
         samples = [Sample(p, 0) for p in paths]
         for decoder in decoders:
             if decoder == "auto":
-                before = dict(decoder_counts)
-                read_frames(paths[0], [0])
-                ran = next(k for k, v in decoder_counts.items() if v > before.get(k, 0))
+                ran = decode(paths[0], [0]).backend
                 print(f"  'auto' reads {label} with {ran}")
             device = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=True, decoder=decoder)
             cpu = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=False, decoder=decoder)

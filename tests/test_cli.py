@@ -346,6 +346,10 @@ def test_fit_shorter_than_the_validation_interval_still_validates(cache, tmp_pat
     out = capsys.readouterr().out
     assert "fit summary" in out and "at epoch 1" in out and str(v0 / "checkpoints/best.ckpt") in out
     assert f"logs: {v0}" in out
+    # which decoder read the training clips: 2 epochs of 12 videos in batches of 4, each clip counted once
+    (line,) = [x for x in out.splitlines() if "training clips decoded by:" in x]
+    counts = dict(part.split() for part in line.split(": ", 1)[1].split(", "))
+    assert set(counts) <= {"pyav", "torchcodec"} and sum(map(int, counts.values())) == 2 * 12
 
 
 @pytest.fixture

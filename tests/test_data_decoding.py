@@ -211,10 +211,9 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
     monkeypatch.setattr(decoding, "_auto_pyav", {})  # forget the choices of earlier tests
     avi = gop_videos[1]  # no B-frames: auto tries torchcodec first
     for _ in range(2):
-        pyav_reads = decoding.decoder_counts["pyav"]
-        got, n = read_frames(avi, [0, 5])
-        np.testing.assert_array_equal(got, read_all_frames(avi)[[0, 5]])
-        assert decoding.decoder_counts["pyav"] == pyav_reads + 1
+        clip = decoding.decode(avi, [0, 5])
+        np.testing.assert_array_equal(clip.frames, read_all_frames(avi)[[0, 5]])
+        assert clip.backend == "pyav"
         assert decoding._auto_pyav[str(avi)] is True and len(calls) == 1  # remembered: not tried again
     with pytest.raises(VideoDecodeError, match="with torchcodec: unsupported codec"):
         read_frames(avi, [0, 5], backend="torchcodec")
@@ -230,10 +229,9 @@ def test_auto_picks_per_stream(monkeypatch, tmp_path, gop_videos):
         assert c.streams.video[0].codec_context.has_b_frames
     monkeypatch.setattr(decoding, "_auto_pyav", {})
     for path, expected in [(bframes, "pyav"), (gop_videos[1], "torchcodec")]:
-        before = dict(decoding.decoder_counts)
-        got, _ = read_frames(path, [0, 7, 20])
-        np.testing.assert_array_equal(got, read_all_frames(path)[[0, 7, 20]])
-        assert decoding.decoder_counts[expected] == before.get(expected, 0) + 1, path
+        clip = decoding.decode(path, [0, 7, 20])
+        np.testing.assert_array_equal(clip.frames, read_all_frames(path)[[0, 7, 20]])
+        assert clip.backend == expected, path
 
 
 def test_shrink_equals_the_training_resize(gop_videos, backend):
@@ -259,7 +257,9 @@ def test_data_module_decoder_option(synth, monkeypatch, caplog):
         d = dm("pyav")
         d.setup("fit")
     assert "video decoder: pyav" in caplog.text and d._datasets["fit"][0].decoder == "pyav"
-    assert next(iter(d.train_dataloader()))["video"].shape == (2, 4, 3, 32, 32)
+    batch = next(iter(d.train_dataloader()))
+    assert batch["video"].shape == (2, 4, 3, 32, 32)
+    assert batch["decoder"].tolist() == [dataset.DECODERS.index("pyav")] * 2
     monkeypatch.setattr(torchcodec_backend, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
     with pytest.raises(RuntimeError, match="decoder 'torchcodec' was asked for but torchcodec unavailable"):
         dm("torchcodec").setup("fit")

@@ -76,6 +76,7 @@ def test_bad_videos_left_out_of_evaluation_replaced_in_training_or_strict(synth,
         again = ds[0]  # each file is named once
         good = ds[2]
     assert again["label"].item() == -1 and good["skipped"].item() == 0 and good["label"].item() == 0
+    assert item["decoder"].item() == -1 and good["decoder"].item() >= 0  # nothing decoded the unreadable one
     with pytest.warns(BadVideoWarning, match="missing.avi"):
         batch = next(iter(dm.val_dataloader()[0]))
     assert batch["skipped"].tolist() == [1, 1, 0] and batch["label"].tolist()[:2] == [-1, -1]

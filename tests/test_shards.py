@@ -100,7 +100,8 @@ def test_sharded_evaluation_equals_files(synth, shards):
     assert len(files) == len(sharded) == 2
     for a, b in zip(files, sharded, strict=True):
         assert torch.equal(a["video"], b["video"]) and torch.equal(a["label"], b["label"])
-        assert torch.equal(a["index"], b["index"])
+        assert torch.equal(a["index"], b["index"]) and torch.equal(a["decoder"], b["decoder"])
+        assert bool((a["decoder"] >= 0).all())  # every clip names the backend that read it
     assert m_files and m_files == m_shards
 
 

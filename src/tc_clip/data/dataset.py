@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 
 from tc_clip.data.annotations import Sample
-from tc_clip.data.decoding import VideoDecodeError, read_frames
+from tc_clip.data.decoding import DecodedClip, VideoDecodeError, decode
 from tc_clip.data.gpu_augment import AUGMENT_KEY
 from tc_clip.data.torchcodec_backend import Backend, describe_backend
 from tc_clip.data.transforms import (
@@ -27,7 +27,10 @@ from tc_clip.data.transforms import (
     train_indices,
 )
 
-__all__ = ["BadVideoWarning", "VideoClipDataset", "worker_init_fn"]
+__all__ = ["BadVideoWarning", "DECODERS", "VideoClipDataset", "make_item", "worker_init_fn"]
+
+#: the backends an item's ``decoder`` code points into
+DECODERS: tuple[str, ...] = ("pyav", "torchcodec")
 
 
 class BadVideoWarning(UserWarning):
@@ -98,11 +101,14 @@ class VideoClipDataset(Dataset):
             out += eval_indices(n, self.num_frames, v, self.views)
         return out
 
-    def read(self, index: int) -> torch.Tensor:
-        """The sampled frames of sample ``index``, ``uint8 [K, 3, H, W]`` (raises on a bad video)."""
+    def decode(self, source: str | bytes, name: str | None = None) -> DecodedClip:
+        """The sampled frames of a video file (or of its bytes), at the size the transforms start from."""
         short = decode_short_side(self.input_size, 1 if self.train else self.crops)
-        frames, _ = read_frames(self.samples[index].path, self._indices, short_side=short, backend=self.decoder)
-        return torch.from_numpy(frames).permute(0, 3, 1, 2)
+        return decode(source, self._indices, short_side=short, backend=self.decoder, name=name)
+
+    def transform_decoded(self, clip: DecodedClip) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None, str]:
+        """:meth:`transform` of decoded frames, with the backend that read them."""
+        return (*self.transform(torch.from_numpy(clip.frames).permute(0, 3, 1, 2)), clip.backend)
 
     def transform(self, clip: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         """Sampled frames -> the item's ``video`` and, for the device, the training draws."""
@@ -114,9 +120,10 @@ class VideoClipDataset(Dataset):
         out = torch.cat([eval_crops(v, self.input_size, self.crops) for v in views])  # [V*C, T, 3, S, S]
         return (out, None) if self.device_augment else (Normalize255()(out), None)
 
-    def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
-        """The transformed clip of sample ``index`` and its device draws (raises on a bad video)."""
-        return self.transform(self.read(index))
+    def load(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None, str]:
+        """The transformed clip of sample ``index``, its device draws and the backend that decoded it
+        (raises on a bad video)."""
+        return self.transform_decoded(self.decode(self.samples[index].path))
 
     def _blank(self) -> torch.Tensor:
         """The stand-in for an unreadable evaluation video (its label -1 keeps it out of the metric)."""
@@ -131,24 +138,24 @@ class VideoClipDataset(Dataset):
 
     def _unreadable(self, index: int, error: Exception) -> dict:
         self._warn(self.samples[index].path, error, "left out of the evaluation")
-        item = self._item(index, index, self._blank(), 1, None)
+        item = self._item(index, index, self._blank(), 1, None, None)
         item["label"] = torch.tensor(-1, dtype=torch.long)
         return item
 
     def __getitem__(self, index: int) -> dict:
         if not self.train:
             try:
-                video, _ = self.load(index)
+                video, _, backend = self.load(index)
             except (FileNotFoundError, VideoDecodeError, OSError) as e:
                 if self.strict:
                     raise
                 return self._unreadable(index, e)
-            return self._item(index, index, video, 0, None)
+            return self._item(index, index, video, 0, None, backend)
         skipped = 0
         current = index
         while True:
             try:
-                video, params = self.load(current)
+                video, params, backend = self.load(current)
                 break
             except (FileNotFoundError, VideoDecodeError, OSError) as e:
                 if self.strict:
@@ -163,23 +170,44 @@ class VideoClipDataset(Dataset):
                     ) from e
                 current = random.randrange(len(self.samples) - 1)
                 current += current >= index
-        return self._item(index, current, video, skipped, params)
+        return self._item(index, current, video, skipped, params, backend)
 
     def _item(
-        self, index: int, current: int, video: torch.Tensor, skipped: int, params: dict[str, torch.Tensor] | None
+        self,
+        index: int,
+        current: int,
+        video: torch.Tensor,
+        skipped: int,
+        params: dict[str, torch.Tensor] | None,
+        backend: str | None,
     ) -> dict:
         s = self.samples[current]
-        item = {
-            "video": video,
-            "label": torch.tensor(s.label, dtype=torch.long),
-            "index": torch.tensor(index, dtype=torch.long),
-            "skipped": torch.tensor(skipped, dtype=torch.long),
-        }
-        if params is not None:
-            item[AUGMENT_KEY] = params
-        if self.return_path:
-            item["path"] = s.path
-        return item
+        return make_item(video, s.label, index, skipped, params, backend, s.path if self.return_path else None)
+
+
+def make_item(
+    video: torch.Tensor,
+    label: int,
+    index: int,
+    skipped: int,
+    params: dict[str, torch.Tensor] | None,
+    backend: str | None,
+    path: str | None = None,
+) -> dict:
+    """One dataset item. ``decoder`` is the position of the backend that read the clip in
+    :data:`DECODERS` (-1: none, an unreadable evaluation video), so that runs can say which one ran."""
+    item = {
+        "video": video,
+        "label": torch.tensor(label, dtype=torch.long),
+        "index": torch.tensor(index, dtype=torch.long),
+        "skipped": torch.tensor(skipped, dtype=torch.long),
+        "decoder": torch.tensor(DECODERS.index(backend) if backend else -1, dtype=torch.long),
+    }
+    if params is not None:
+        item[AUGMENT_KEY] = params
+    if path is not None:
+        item["path"] = path
+    return item
 
 
 @functools.cache

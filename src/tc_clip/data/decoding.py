@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,7 +46,8 @@ __all__ = [
     "read_all_frames",
     "resolve_backend",
     "shrink_short_side",
-    "decoder_counts",
+    "DecodedClip",
+    "decode",
 ]
 
 IndexSampler = Callable[[int], Sequence[int]]
@@ -57,6 +57,15 @@ Source = str | os.PathLike | bytes
 
 class VideoDecodeError(RuntimeError):
     """A video could not be opened or decoded."""
+
+
+@dataclass
+class DecodedClip:
+    """What :func:`decode` read: the frames, the video's frame count and the backend that read them."""
+
+    frames: np.ndarray  # uint8 [K, H, W, 3]
+    num_frames: int
+    backend: str  # "pyav" or "torchcodec"
 
 
 @dataclass
@@ -296,10 +305,6 @@ def read_all_frames(path: Source) -> np.ndarray:
     return np.stack(frames)
 
 
-#: how many videos each backend has read in this process (``auto`` picks per stream; benchmarks report it)
-decoder_counts: Counter[str] = Counter()
-
-
 def _has_b_frames(container: av.container.InputContainer) -> bool:
     """Whether the video stream reorders frames (B-frames): then PyAV's non-reference skipping wins."""
     return bool(container.streams.video[0].codec_context.has_b_frames)
@@ -325,13 +330,13 @@ def _auto_wants_pyav(
     return pyav, container
 
 
-def read_frames(
+def decode(
     source: Source,
     indices: Sequence[int] | IndexSampler,
     short_side: int | None = None,
     backend: Backend = "auto",
     name: str | None = None,
-) -> tuple[np.ndarray, int]:
+) -> DecodedClip:
     """Decode the frames ``indices`` (presentation order, may repeat, any order) of a video file or of
     its bytes; ``name`` names it in errors (default: the path).
 
@@ -340,7 +345,8 @@ def read_frames(
     frames whose short side is larger down to it (:func:`shrink_short_side`). ``backend``: ``"pyav"``,
     ``"torchcodec"`` or ``"auto"`` (where torchcodec works: PyAV for streams with B-frames, torchcodec
     for the others, and PyAV again for a file torchcodec cannot read; else PyAV). Every backend returns
-    the frames of a full decode, pixel for pixel. Returns ``(uint8 [len(indices), H, W, 3], num_frames)``.
+    the frames of a full decode, pixel for pixel. Returns the frames ``uint8 [len(indices), H, W, 3]``,
+    the frame count and the backend that read them (:class:`DecodedClip`).
     Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
     """
     _check_exists(source)
@@ -350,8 +356,7 @@ def read_frames(
             frames, n = torchcodec_backend.read_frames(source, indices)
         except Exception as e:  # torchcodec raises RuntimeError/ValueError for unreadable input
             raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
-        decoder_counts["torchcodec"] += 1
-        return shrink_short_side(frames, short_side), n
+        return DecodedClip(shrink_short_side(frames, short_side), n, "torchcodec")
     container = None
     if chosen == "auto":
         key = (name or None) if isinstance(source, bytes) else os.fspath(source)
@@ -362,11 +367,21 @@ def read_frames(
                 container = None
             try:
                 frames, n = torchcodec_backend.read_frames(source, indices)
-                decoder_counts["torchcodec"] += 1
-                return shrink_short_side(frames, short_side), n
+                return DecodedClip(shrink_short_side(frames, short_side), n, "torchcodec")
             except Exception:  # a file torchcodec cannot read: PyAV from now on, which says why if it fails
                 if key is not None and (key in _auto_pyav or len(_auto_pyav) < _AUTO_REMEMBERED):
                     _auto_pyav[key] = True
     frames, n = _read_pyav(container if container is not None else _open(source, name), indices, _name(source, name))
-    decoder_counts["pyav"] += 1
-    return shrink_short_side(frames, short_side), n
+    return DecodedClip(shrink_short_side(frames, short_side), n, "pyav")
+
+
+def read_frames(
+    source: Source,
+    indices: Sequence[int] | IndexSampler,
+    short_side: int | None = None,
+    backend: Backend = "auto",
+    name: str | None = None,
+) -> tuple[np.ndarray, int]:
+    """:func:`decode` as ``(frames, num_frames)``."""
+    clip = decode(source, indices, short_side, backend, name)
+    return clip.frames, clip.num_frames

@@ -38,10 +38,8 @@ except ImportError as e:  # an optional extra
     raise ImportError("streaming shards need litdata: pip install 'tc-clip[shards]' (or litdata)") from e
 
 from tc_clip.data.annotations import Sample  # noqa: E402
-from tc_clip.data.dataset import VideoClipDataset, worker_init_fn  # noqa: E402
-from tc_clip.data.decoding import VideoDecodeError, read_frames  # noqa: E402
-from tc_clip.data.gpu_augment import AUGMENT_KEY  # noqa: E402
-from tc_clip.data.transforms import decode_short_side  # noqa: E402
+from tc_clip.data.dataset import VideoClipDataset, make_item, worker_init_fn  # noqa: E402
+from tc_clip.data.decoding import VideoDecodeError  # noqa: E402
 
 if TYPE_CHECKING:
     from tc_clip.data.datamodule import VideoDataModule
@@ -175,19 +173,16 @@ class ShardedClipDataset(StreamingDataset):
         self.folder = str(folder)
         self.clips = clips
 
-    def _decode(self, raw: dict[str, Any]) -> tuple[torch.Tensor, dict | None]:
-        c = self.clips
-        short = decode_short_side(c.input_size, 1 if c.train else c.crops)
+    def _decode(self, raw: dict[str, Any]) -> tuple[torch.Tensor, dict | None, str]:
         name = f"{raw['path']} (shards {self.folder})"
-        frames, _ = read_frames(bytes(raw["video"]), c._indices, short_side=short, backend=c.decoder, name=name)
-        return c.transform(torch.from_numpy(frames).permute(0, 3, 1, 2))
+        return self.clips.transform_decoded(self.clips.decode(bytes(raw["video"]), name=name))
 
     def __getitem__(self, index):
         raw = first = super().__getitem__(index)
         skipped = 0
         while True:
             try:
-                video, params = self._decode(raw)
+                video, params, backend = self._decode(raw)
                 break
             except (VideoDecodeError, OSError) as e:
                 if self.clips.strict:
@@ -200,17 +195,8 @@ class ShardedClipDataset(StreamingDataset):
                 if skipped > self.clips.max_retries or n < 2:
                     raise RuntimeError(f"{skipped} videos in a row could not be read (last: {raw['path']})") from e
                 raw = super().__getitem__(random.randrange(n))
-        item = {
-            "video": video,
-            "label": torch.tensor(raw["label"], dtype=torch.long),
-            "index": torch.tensor(first["index"], dtype=torch.long),
-            "skipped": torch.tensor(skipped, dtype=torch.long),
-        }
-        if params is not None:
-            item[AUGMENT_KEY] = params
-        if self.clips.return_path:
-            item["path"] = raw["path"]
-        return item
+        path = raw["path"] if self.clips.return_path else None
+        return make_item(video, raw["label"], int(first["index"]), skipped, params, backend, path)
 
 
 def sharded_loader(datamodule: VideoDataModule, dataset: VideoClipDataset, train: bool):

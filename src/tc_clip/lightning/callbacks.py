@@ -123,11 +123,19 @@ class FitSummary(Callback):
         if self.best is None or (value > self.best if mode == "max" else value < self.best):
             self.best, self.best_epoch = value, trainer.current_epoch
 
-    def summary(self, trainer: L.Trainer, log_dir: str | None = None, replaced: int | None = None) -> str:
+    def summary(
+        self,
+        trainer: L.Trainer,
+        log_dir: str | None = None,
+        replaced: int | None = None,
+        decoded: dict[str, int] | None = None,
+    ) -> str:
         monitor, _ = self._monitor(trainer)
         lines = ["fit summary"]
         if replaced:
             lines.append(f"  unreadable training videos replaced by others: {replaced} (named in the warnings)")
+        if decoded:
+            lines.append("  training clips decoded by: " + ", ".join(f"{k} {v}" for k, v in decoded.items()))
         if monitor and self.best is not None:
             lines.append(f"  best {monitor} = {self.best:.4f} at epoch {self.best_epoch}")
         elif monitor:
@@ -148,5 +156,7 @@ class FitSummary(Callback):
         log_dir = trainer.log_dir  # a broadcast: every process asks
         count = getattr(pl_module, "train_videos_replaced", None)
         replaced = count() if callable(count) else None  # a reduction: every process asks
+        count = getattr(pl_module, "train_clips_decoded", None)
+        decoded = count() if callable(count) else None  # a reduction too
         if trainer.is_global_zero:
-            print(self.summary(trainer, log_dir, replaced))
+            print(self.summary(trainer, log_dir, replaced, decoded))

@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from tc_clip.data.dataset import DECODERS
 from tc_clip.data.sampler import step_rng
 from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
@@ -125,6 +126,7 @@ class TCCLIPModule(L.LightningModule):
         self._predict_class_names: list[str] | None = None
         self._loaded_epoch: int | None = None
         self._train_skipped: Tensor | None = None
+        self._train_decoded: Tensor | None = None  # training clips per backend (DECODERS order)
 
     # ----------------------------------------------------------------------------------------- model
     @staticmethod
@@ -217,6 +219,10 @@ class TCCLIPModule(L.LightningModule):
         if "skipped" in batch:  # unreadable training videos replaced by others: summed on the device, no sync
             skipped = batch["skipped"].sum()
             self._train_skipped = skipped if self._train_skipped is None else self._train_skipped + skipped
+        if "decoder" in batch:  # which backend read each clip, counted the same way
+            codes = torch.arange(len(DECODERS), device=batch["decoder"].device)
+            decoded = (batch["decoder"].view(-1, 1) == codes).sum(0)  # (bincount has no deterministic CUDA kernel)
+            self._train_decoded = decoded if self._train_decoded is None else self._train_decoded + decoded
         return loss
 
     def train_videos_replaced(self) -> int:
@@ -224,6 +230,15 @@ class TCCLIPModule(L.LightningModule):
         call it on all processes)."""
         local = self._train_skipped if self._train_skipped is not None else torch.zeros((), device=self.device)
         return int(self.trainer.strategy.reduce(local.float(), reduce_op="sum"))
+
+    def train_clips_decoded(self) -> dict[str, int]:
+        """Training clips each decoder backend read in this fit, over every process (collective under DDP:
+        call it on all processes); empty when the data says nothing about decoders."""
+        local = self._train_decoded
+        if local is None:
+            local = torch.zeros(len(DECODERS), dtype=torch.long, device=self.device)
+        total = self.trainer.strategy.reduce(local.float(), reduce_op="sum")
+        return {name: int(n) for name, n in zip(DECODERS, total.tolist(), strict=True) if n}
 
     def on_fit_start(self) -> None:
         dm = self._datamodule()
