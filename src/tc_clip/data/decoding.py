@@ -325,9 +325,13 @@ def _auto_wants_pyav(
         return _auto_pyav[key], None
     container = _open(source, name)
     pyav = _has_b_frames(container)
-    if key is not None and len(_auto_pyav) < _AUTO_REMEMBERED:
-        _auto_pyav[key] = pyav
+    _remember(key, pyav)
     return pyav, container
+
+
+def _remember(key: str | None, pyav: bool) -> None:
+    if key is not None and (key in _auto_pyav or len(_auto_pyav) < _AUTO_REMEMBERED):
+        _auto_pyav[key] = pyav
 
 
 def decode(
@@ -350,13 +354,19 @@ def decode(
     Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
     """
     _check_exists(source)
-    chosen = resolve_backend(backend)
+    frames, n, used = _read(source, indices, resolve_backend(backend), name)
+    return DecodedClip(shrink_short_side(frames, short_side), n, used)
+
+
+def _read(
+    source: Source, indices: Sequence[int] | IndexSampler, chosen: str, name: str | None
+) -> tuple[np.ndarray, int, str]:
+    """The frames at the decoded size, the frame count and the backend that read them."""
     if chosen == "torchcodec":
         try:
-            frames, n = torchcodec_backend.read_frames(source, indices)
+            return (*torchcodec_backend.read_frames(source, indices), "torchcodec")
         except Exception as e:  # torchcodec raises RuntimeError/ValueError for unreadable input
             raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
-        return DecodedClip(shrink_short_side(frames, short_side), n, "torchcodec")
     container = None
     if chosen == "auto":
         key = (name or None) if isinstance(source, bytes) else os.fspath(source)
@@ -366,13 +376,11 @@ def decode(
                 container.close()
                 container = None
             try:
-                frames, n = torchcodec_backend.read_frames(source, indices)
-                return DecodedClip(shrink_short_side(frames, short_side), n, "torchcodec")
+                return (*torchcodec_backend.read_frames(source, indices), "torchcodec")
             except Exception:  # a file torchcodec cannot read: PyAV from now on, which says why if it fails
-                if key is not None and (key in _auto_pyav or len(_auto_pyav) < _AUTO_REMEMBERED):
-                    _auto_pyav[key] = True
-    frames, n = _read_pyav(container if container is not None else _open(source, name), indices, _name(source, name))
-    return DecodedClip(shrink_short_side(frames, short_side), n, "pyav")
+                _remember(key, True)
+    return (*_read_pyav(container if container is not None else _open(source, name), indices, _name(source, name)),
+            "pyav")
 
 
 def read_frames(
