@@ -3,7 +3,7 @@
 OmegaConf is not a dependency. Its objects are rebuilt here by stand-in classes registered under the
 real names (``omegaconf.dictconfig.DictConfig`` ...) for the time of one ``torch.save``, with the state
 layout OmegaConf 2.x pickles: ``{"_metadata", "_parent", "_content"}`` for containers and
-``{"_metadata", "_parent", "_val"}`` for value nodes (``tests/data/omegaconf_2_4_release_config.pkl``
+``{"_metadata", "_parent", "_val"}`` for value nodes (``tests/fixtures/omegaconf_2_4_release_config.pkl``
 holds real OmegaConf 2.4 bytes of a release-like config to check the same reader against).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-REAL_OMEGACONF_PICKLE = Path(__file__).parent / "data" / "omegaconf_2_4_release_config.pkl"
+REAL_OMEGACONF_PICKLE = Path(__file__).parent / "fixtures" / "omegaconf_2_4_release_config.pkl"
 _MODULES = ("omegaconf", "omegaconf.base", "omegaconf.dictconfig", "omegaconf.listconfig", "omegaconf.nodes")
 
 
