@@ -5,9 +5,11 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from data_helpers import make_synthetic, touch, write_labels
 from tc_clip.cli import main as cli_main
@@ -251,6 +253,45 @@ def test_public_base_to_novel_files_work_as_they_are(tmp_path):
         HMDB51DataModule(root=str(tmp_path), novel_list=str(tmp_path / "novel_val.txt"), novel_labels=n_csv)
     with pytest.raises(ValueError, match="shot is used by protocol few_shot / base_to_novel only, not 'zero_shot'"):
         HMDB51DataModule(root=str(tmp_path), protocol="zero_shot", shot=16)
+
+
+def test_novel_sets_are_deferred_while_fitting(tmp_path):
+    """While the trainer fits, the novel sets leave eval_sets("validate") and val_dataloader() (in the same
+    order as the rest); outside fit, in test, or with defer_novel=False every set is there."""
+    names = ["pour", "pullup", "punch", "brush hair", "cartwheel"]
+    labels = write_labels(tmp_path / "labels.csv", names)
+    (tmp_path / "train.txt").write_text("".join(f"{n}/t{k}.avi {i}\n" for i, n in enumerate(names) for k in range(2)))
+    (tmp_path / "a.txt").write_text("".join(f"{n}/a.avi {i}\n" for i, n in enumerate(names)))
+    (tmp_path / "b.txt").write_text("".join(f"{n}/b.avi {i}\n" for i, n in enumerate(names)))
+
+    def module(**kw):
+        return VideoDataModule(
+            root=str(tmp_path), protocol="base_to_novel", labels=labels, train_list=str(tmp_path / "train.txt"),
+            val_list=[str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], base_classes=names[:3], shot=2,
+            num_workers=0, **kw,
+        )
+
+    def fit_state(fn):
+        return SimpleNamespace(state=SimpleNamespace(fn=TrainerFn(fn)), log_dir=None)
+
+    dm = module()
+    every = dm.eval_sets("validate")
+    assert [(s.name, s.role) for s in every] == [("a/base", "base"), ("a/novel", "novel"), ("b/base", "base"),
+                                                 ("b/novel", "novel")]
+    assert len(dm.val_dataloader()) == 4 and dm.deferred_sets() == [every[1], every[3]]
+    dm.trainer = fit_state("fit")
+    assert dm.eval_sets("validate") == [every[0], every[2]]
+    loaders = dm.val_dataloader()
+    assert [[s.path for s in dl.dataset.samples] for dl in loaders] == [
+        [s.path for s in dm.splits("validate")[i].samples] for i in (0, 2)
+    ]
+    assert dm.deferred_sets() == [every[1], every[3]]
+    assert len(dm.eval_sets("test")) == 4 and len(dm.test_dataloader()) == 4  # only validation is deferred
+    dm.trainer = fit_state("validate")
+    assert dm.eval_sets("validate") == every and len(dm.val_dataloader()) == 4
+    kept = module(defer_novel=False)
+    kept.trainer = fit_state("fit")
+    assert kept.eval_sets("validate") == every and len(kept.val_dataloader()) == 4 and kept.deferred_sets() == []
 
 
 # --- zero-shot: three splits per benchmark, the whole suite in one run --------------------------------

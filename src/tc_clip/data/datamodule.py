@@ -152,6 +152,9 @@ class VideoDataModule(L.LightningDataModule):
     the others; else PyAV), or force one. The pixels are the same whichever reads a video.
     ``shards_dir``: stream the clips from litdata shards packed by ``tc-clip pack`` (the training split
     must be packed there; evaluation sets are read from shards where packed, else from their files).
+    ``defer_novel`` (default on): while its trainer fits, the validation sets with role ``"novel"`` are
+    left out of ``eval_sets("validate")`` and ``val_dataloader()`` (:meth:`deferred_sets` names them):
+    novel sets are evaluated once after fit, with the best-base weights, by the NovelAtBestBase callback.
     """
 
     dataset_name = "videos"
@@ -196,6 +199,7 @@ class VideoDataModule(L.LightningDataModule):
         flip: bool = True,
         strict: bool = False,
         seed: int = 0,
+        defer_novel: bool = True,
     ):
         super().__init__()
         if protocol not in ("fully_supervised", "few_shot", "base_to_novel", "zero_shot"):
@@ -245,6 +249,7 @@ class VideoDataModule(L.LightningDataModule):
         self.flip = flip
         self.strict = strict
         self.seed = seed
+        self.defer_novel = defer_novel
         self._resolved: dict[str, list[SplitData]] = {}
         self._train_info: TrainInfo | None = None
         self._datasets: dict[str, list[VideoClipDataset]] = {}
@@ -536,7 +541,24 @@ class VideoDataModule(L.LightningDataModule):
         """One :class:`EvalSetInfo` per dataloader of ``stage`` ("validate", "test" or "predict")."""
         if stage not in EVAL_STAGES:
             raise ValueError(f"stage must be one of {EVAL_STAGES}, got {stage!r}")
-        return [s.info() for s in self.splits(stage)]
+        splits = self.splits(stage)
+        return [splits[i].info() for i in self._kept(stage, splits)]
+
+    def deferred_sets(self) -> list[EvalSetInfo]:
+        """The validation sets that ``defer_novel`` leaves out while fitting (role ``"novel"``), whether
+        or not a fit is running: what is left to evaluate after fit with the best-base weights."""
+        if not self.defer_novel:
+            return []
+        return [s.info() for s in self.splits("validate") if s.role == "novel"]
+
+    def _fitting(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and trainer.state.fn == "fit"
+
+    def _kept(self, stage: str, splits: list[SplitData]) -> list[int]:
+        """Positions of the sets of ``stage`` that are evaluated now: all but the deferred novel sets."""
+        defer = stage == "validate" and self.defer_novel and self._fitting()
+        return [i for i, s in enumerate(splits) if not (defer and s.role == "novel")]
 
     @property
     def few_shot_list(self) -> str | None:
@@ -654,7 +676,8 @@ class VideoDataModule(L.LightningDataModule):
         return self._loader(self._stage_datasets("fit")[0], train=True)
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, train=False) for d in self._stage_datasets("validate")]
+        datasets = self._stage_datasets("validate")
+        return [self._loader(datasets[i], train=False) for i in self._kept("validate", self.splits("validate"))]
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._loader(d, train=False) for d in self._stage_datasets("test")]
