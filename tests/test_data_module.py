@@ -164,7 +164,7 @@ def test_subclass_arguments_visible_to_the_cli(tmp_path):
         return vars(parser.get_defaults()["d"])
 
     base = cli_args(VideoDataModule)
-    assert len(base) == 36 and base["flip"] is True and base["num_frames"] == 16
+    assert len(base) == 37 and base["flip"] is True and base["defer_novel"] is True and base["num_frames"] == 16
     extra = {"split": 1, "videos_dir": None, "splits_dir": None}
     for name, own in [
         ("HMDB51DataModule", {"root": "data/hmdb51", **extra}),
