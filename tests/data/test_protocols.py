@@ -21,7 +21,7 @@ from tc_clip.data import (
     UCF101DataModule,
     VideoDataModule,
     ZeroShotSuiteDataModule,
-    base_novel,
+    protocols,
 )
 from tc_clip.data.check import run_checks
 from tc_clip.lightning.metrics import EvalSetAccuracy
@@ -172,7 +172,7 @@ def test_public_k_shot_list_is_used_as_it_is(tmp_path):
 
 
 def _published_names(bench: str) -> list[str]:
-    split = base_novel.published_split(bench)
+    split = protocols.published_split(bench)
     names = [""] * split.num_classes
     for i, n in zip(split.base_ids + split.novel_ids, split.base + split.novel, strict=True):
         names[i] = n
@@ -181,16 +181,16 @@ def _published_names(bench: str) -> list[str]:
 
 @pytest.mark.parametrize("bench", ["hmdb51", "ucf101", "k400", "ssv2"])
 def test_published_base_classes_by_name(bench):
-    split = base_novel.published_split(bench)
+    split = protocols.published_split(bench)
     names = _published_names(bench)
     assert len(split.base) + len(split.novel) == split.num_classes == len(set(names))
-    assert base_novel.published_base_ids(bench, names, "x") == list(split.base_ids)
+    assert protocols.published_base_ids(bench, names, "x") == list(split.base_ids)
     # matched by name whatever the id order and spelling ('brush_hair' = 'brush hair')
     shuffled = [n.replace(" ", "_").upper() for n in reversed(names)]
-    got = base_novel.published_base_ids(bench, shuffled, "x")
+    got = protocols.published_base_ids(bench, shuffled, "x")
     assert [shuffled[i] for i in got] == [n.replace(" ", "_").upper() for n in split.base]
     with pytest.raises(ValueError, match="lacks the published base/novel classes"):
-        base_novel.published_base_ids(bench, names[:-1], "x")
+        protocols.published_base_ids(bench, names[:-1], "x")
 
 
 def test_hmdb_default_base_classes_are_the_published_split(tmp_path):
@@ -411,7 +411,7 @@ def test_unreadable_eval_videos_are_left_out_of_top1(synth, tmp_path):
         protocol="zero_shot",
     )
     dm.setup("validate")
-    ds = dm._datasets["validate"][0]
+    ds = dm.datasets("validate")[0]
     # a stand-in classifier: right on the first 7 readable videos, wrong on the other 2 (7/9 = 0.778)
     predicted = {}
     for n, (i, (_path, label)) in enumerate((i, r) for i, r in enumerate(rows) if r in readable):

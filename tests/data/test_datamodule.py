@@ -66,7 +66,7 @@ def test_bad_videos_left_out_of_evaluation_replaced_in_training_or_strict(synth,
     lst.write_text("\n".join(lines) + "\n")
     dm = dm_for(synth, val_list=str(lst), train_list=str(lst), root=synth.root)
     dm.setup("fit")
-    ds = dm._datasets["validate"][0]
+    ds = dm.datasets("validate")[0]
     with pytest.warns(BadVideoWarning, match="bad.mp4 .left out of the evaluation"):
         item = ds[0]
     assert item["skipped"].item() == 1 and item["index"].item() == 0 and item["label"].item() == -1
@@ -81,14 +81,14 @@ def test_bad_videos_left_out_of_evaluation_replaced_in_training_or_strict(synth,
         batch = next(iter(dm.val_dataloader()[0]))
     assert batch["skipped"].tolist() == [1, 1, 0] and batch["label"].tolist()[:2] == [-1, -1]
     # training still replaces an unreadable video by another one
-    train = dm._datasets["fit"][0]
+    train = dm.datasets("fit")[0]
     with pytest.warns(BadVideoWarning, match="replaced by another training video"):
         item = train[0]
     assert item["skipped"].item() >= 1 and item["label"].item() >= 0 and item["video"].any()
     strict = dm_for(synth, val_list=str(lst), root=synth.root, strict=True)
     strict.setup("validate")
     with pytest.raises(Exception, match="bad.mp4"):
-        strict._datasets["validate"][0][0]
+        strict.datasets("validate")[0][0]
 
 
 def test_two_workers_seeded(synth):
