@@ -62,6 +62,11 @@ def test_old_modules_warn_on_import_and_forward(old, expected, monkeypatch):
         assert getattr(module, name) is obj, name
 
 
+def test_the_old_name_of_the_decoder_choices_warns():
+    with pytest.warns(DeprecationWarning, match=r"BACKENDS is deprecated: use tc_clip\.data\.decoding\.CHOICES"):
+        assert decoding.BACKENDS is decoding.CHOICES
+
+
 def test_the_dataset_still_offers_the_decoder_list():
     from tc_clip.data.dataset import DECODERS
 

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 import av
 import numpy as np
 
+from tc_clip.data._compat import warn_moved
 from tc_clip.data.decoding import pyav, torchcodec
 from tc_clip.data.decoding.base import (
     DecodedClip,
@@ -171,3 +172,11 @@ def read_frames(
     """:func:`decode` as ``(frames, num_frames)``."""
     clip = decode(source, indices, short_side, backend, name)
     return clip.frames, clip.num_frames
+
+
+def __getattr__(name: str) -> object:
+    """``BACKENDS``, the old name of :data:`CHOICES`: warns (one release)."""
+    if name == "BACKENDS":
+        warn_moved(f"{__name__}.BACKENDS", f"{__name__}.CHOICES")
+        return CHOICES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
