@@ -22,6 +22,7 @@ MOVED_FROM_DATAMODULE = [
     ("EvalSetInfo", tc_clip.data),
     ("SplitData", splits),
     ("TrainInfo", splits),
+    ("TrainSource", splits),
     ("EVAL_STAGES", splits),
 ]
 

@@ -415,7 +415,9 @@ class VideoDataModule(L.LightningDataModule):
         )
 
     def datasets(self, stage: str) -> list[VideoClipDataset]:
-        """The clip datasets of ``stage`` (one per split; set up on first use), in dataloader order."""
+        """The clip datasets of ``stage`` (one per split; set up on first use), in dataloader order. The
+        module's own list: a callback may replace an item before the loaders are made (the predictions
+        writer leaves out the videos an interrupted run already did)."""
         if stage not in self._datasets:
             self.setup(stage)
         return self._datasets[stage]
@@ -458,5 +460,5 @@ __getattr__ = moved_getattr(__name__, {
     **{name: ("tc_clip.data.benchmarks", "tc_clip.data") for name in _BENCHMARKS},
     "ZeroShotSuiteDataModule": ("tc_clip.data.suite", "tc_clip.data"),
     "EvalSetInfo": ("tc_clip.data.splits", "tc_clip.data"),
-    **{name: ("tc_clip.data.splits", "tc_clip.data.splits") for name in ("SplitData", "TrainInfo", "EVAL_STAGES")},
+    **{name: ("tc_clip.data.splits",) * 2 for name in ("SplitData", "TrainInfo", "TrainSource", "EVAL_STAGES")},
 })
