@@ -31,10 +31,10 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
-from tc_clip.data.decoding import decode, read_frames
+from tc_clip.data.decoding import decode, describe_backend, read_frames, torchcodec_status
 from tc_clip.data.gpu_augment import augment_batch
+from tc_clip.data.splits import SplitData
 from tc_clip.data.synthetic import write_video
-from tc_clip.data.torchcodec_backend import describe_backend, torchcodec_status
 from tc_clip.data.transforms import augment_clip, draw_augment, train_indices
 
 SETS = {"avi": (320, 240, "mpeg4", {}), "mp4": (340, 256, "libx264", {"preset": "medium", "crf": "23"})}
@@ -111,14 +111,12 @@ def pack_videos(paths: list[str], folder: Path, items: int) -> Path | None:
     except ImportError:
         return None
 
-    class Paths:  # the one data module method pack needs
+    class Paths:  # the one data module method pack needs (tc_clip.data.splits.SplitSource)
         def splits(self, stage):
-            from tc_clip.data.datamodule import SplitData
-
             samples = [Sample(paths[i % len(paths)], 0) for i in range(items)]
             return [SplitData("bench", samples, ["x"])] if stage == "fit" else []
 
-    pack(Paths(), folder)  # type: ignore[arg-type]
+    pack(Paths(), folder)
     return folder / "fit" / "00"
 
 

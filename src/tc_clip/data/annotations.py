@@ -21,6 +21,7 @@ from pathlib import Path
 __all__ = [
     "VIDEO_EXTENSIONS",
     "Sample",
+    "report",
     "read_labels_csv",
     "read_llm_names",
     "read_class_list",
@@ -47,7 +48,8 @@ class Sample:
     where: str = ""  # "file:line" the sample came from, for messages
 
 
-def _fail(errors: list[str] | None, msg: str) -> None:
+def report(errors: list[str] | None, msg: str) -> None:
+    """A problem of the data: raised as ``ValueError(msg)``, or collected in ``errors`` when given."""
     if errors is None:
         raise ValueError(msg)
     errors.append(msg)
@@ -63,26 +65,26 @@ def read_labels_csv(path: str | os.PathLike, errors: list[str] | None = None) ->
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
-        _fail(errors, f"{path}:1: a label file needs the header 'id,name'")
+        report(errors, f"{path}:1: a label file needs the header 'id,name'")
         return []
     for lineno, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
         if len(row) < 2:
-            _fail(errors, f"{path}:{lineno}: expected 'id,name', got {','.join(row)!r}")
+            report(errors, f"{path}:{lineno}: expected 'id,name', got {','.join(row)!r}")
             continue
         try:
             i = int(row[0])
         except ValueError:
-            _fail(errors, f"{path}:{lineno}: class id {row[0]!r} is not an integer")
+            report(errors, f"{path}:{lineno}: class id {row[0]!r} is not an integer")
             continue
         if i in names:
-            _fail(errors, f"{path}:{lineno}: class id {i} appears twice")
+            report(errors, f"{path}:{lineno}: class id {i} appears twice")
             continue
         names[i] = ",".join(row[1:]).strip()
     if names and sorted(names) != list(range(len(names))):
         missing = sorted(set(range(max(names) + 1)) - set(names))
-        _fail(errors, f"{path}: class ids must be 0..{len(names) - 1}; missing {missing[:10]}")
+        report(errors, f"{path}: class ids must be 0..{len(names) - 1}; missing {missing[:10]}")
     return [names[i] for i in sorted(names)]
 
 
@@ -97,15 +99,15 @@ def read_llm_names(path: str | os.PathLike, num_classes: int, errors: list[str] 
         try:
             i = int(k)
         except ValueError:
-            _fail(errors, f"{path}: key {k!r} is not a class id")
+            report(errors, f"{path}: key {k!r} is not a class id")
             continue
         if not 0 <= i < num_classes:
-            _fail(errors, f"{path}: class id {i} out of range 0..{num_classes - 1}")
+            report(errors, f"{path}: class id {i} out of range 0..{num_classes - 1}")
             continue
         out[i] = v if isinstance(v, str) else " ".join(map(str, v))
     missing = [i for i, t in enumerate(out) if not t]
     if missing:
-        _fail(errors, f"{path}: no name for class ids {missing[:10]}")
+        report(errors, f"{path}: no name for class ids {missing[:10]}")
     return out
 
 
@@ -143,17 +145,17 @@ def read_list_file(
                 continue
             parts = line.rsplit(maxsplit=1)
             if len(parts) != 2:
-                _fail(errors, f"{path}:{lineno}: expected 'relative/path label', got {line!r}")
+                report(errors, f"{path}:{lineno}: expected 'relative/path label', got {line!r}")
                 continue
             rel, lab = parts
             try:
                 label = int(lab)
             except ValueError:
-                _fail(errors, f"{path}:{lineno}: label {lab!r} is not an integer (line {line!r})")
+                report(errors, f"{path}:{lineno}: label {lab!r} is not an integer (line {line!r})")
                 continue
             if label < 0 or (num_classes is not None and label >= num_classes):
                 hi = "" if num_classes is None else f"..{num_classes - 1}"
-                _fail(errors, f"{path}:{lineno}: label {label} out of range 0{hi}")
+                report(errors, f"{path}:{lineno}: label {label} out of range 0{hi}")
                 continue
             samples.append(Sample(_join(root, rel), label, f"{path}:{lineno}"))
     return samples
@@ -221,7 +223,7 @@ def scan_class_folders(
     samples = []
     for d in subdirs:
         if d not in lookup:
-            _fail(errors, f"{folder / d}: class folder {d!r} is not in the label file")
+            report(errors, f"{folder / d}: class folder {d!r} is not in the label file")
             continue
         for dirpath, dirnames, files in os.walk(folder / d):
             dirnames.sort()
@@ -252,11 +254,11 @@ def read_ucf101(
                 continue
             parts = line.split()
             if len(parts) != 2 or not parts[0].isdigit():
-                _fail(errors, f"{class_ind}:{lineno}: expected 'index ClassName', got {line.strip()!r}")
+                report(errors, f"{class_ind}:{lineno}: expected 'index ClassName', got {line.strip()!r}")
                 continue
             names[int(parts[0]) - 1] = parts[1]
     if sorted(names) != list(range(len(names))):
-        _fail(errors, f"{class_ind}: class indices must be 1..{len(names)}")
+        report(errors, f"{class_ind}: class indices must be 1..{len(names)}")
     class_names = [names[i] for i in sorted(names)]
     lookup = {n: i for i, n in enumerate(class_names)}
     list_file = ann / f"{'trainlist' if train else 'testlist'}{split:02d}.txt"
@@ -270,17 +272,17 @@ def read_ucf101(
             where = f"{list_file}:{lineno}"
             folder = rel.replace("\\", "/").split("/")[0]
             if folder not in lookup:
-                _fail(errors, f"{where}: class {folder!r} is not in {class_ind}")
+                report(errors, f"{where}: class {folder!r} is not in {class_ind}")
                 continue
             label = lookup[folder]
             if len(parts) > 1:
                 try:
                     given = int(parts[1]) - 1
                 except ValueError:
-                    _fail(errors, f"{where}: label {parts[1]!r} is not an integer")
+                    report(errors, f"{where}: label {parts[1]!r} is not an integer")
                     continue
                 if not 0 <= given < len(class_names):
-                    _fail(errors, f"{where}: label {parts[1]} out of range 1..{len(class_names)}")
+                    report(errors, f"{where}: label {parts[1]} out of range 1..{len(class_names)}")
                     continue
                 label = given
             samples.append(Sample(os.path.join(str(videos), rel), label, where))
@@ -314,7 +316,7 @@ def read_hmdb51(
                 if not parts:
                     continue
                 if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
-                    _fail(errors, f"{ann / f}:{lineno}: expected 'video.avi 0|1|2', got {line.strip()!r}")
+                    report(errors, f"{ann / f}:{lineno}: expected 'video.avi 0|1|2', got {line.strip()!r}")
                     continue
                 if parts[1] == want:
                     samples.append(
@@ -345,7 +347,7 @@ def read_ssv2(
         mapping = json.load(fh)
     ids = {name: int(i) for name, i in mapping.items()}
     if sorted(ids.values()) != list(range(len(ids))):
-        _fail(errors, f"{labels_json}: class ids must be 0..{len(ids) - 1}")
+        report(errors, f"{labels_json}: class ids must be 0..{len(ids) - 1}")
     lower = {name.lower(): i for name, i in ids.items()}
     class_names = [""] * len(ids)
     for name, i in ids.items():
@@ -357,7 +359,7 @@ def read_ssv2(
     for k, entry in enumerate(entries):
         where = f"{split_json}: entry {k}"
         if not isinstance(entry, dict) or "id" not in entry:
-            _fail(errors, f"{where}: expected an object with an 'id'")
+            report(errors, f"{where}: expected an object with an 'id'")
             continue
         template = entry.get("template")
         if template is None:
@@ -366,7 +368,7 @@ def read_ssv2(
             name = ssv2_class_name(template)
             label = ids.get(name, lower.get(name.lower(), -1))
             if label < 0:
-                _fail(errors, f"{where}: class {name!r} is not in {labels_json}")
+                report(errors, f"{where}: class {name!r} is not in {labels_json}")
                 continue
         samples.append(Sample(os.path.join(str(videos), f"{entry['id']}{extension}"), label, where))
     return samples, class_names
@@ -418,13 +420,13 @@ def read_kinetics_csv(
         if has_label and r.get("label"):
             name = r["label"].strip()
             if name not in lookup:
-                _fail(errors, f"{where}: class {name!r} is not in the label file")
+                report(errors, f"{where}: class {name!r} is not in the label file")
                 continue
             label = lookup[name]
         try:
             stem = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}"
         except (TypeError, ValueError):
-            _fail(errors, f"{where}: malformed row {r}")
+            report(errors, f"{where}: malformed row {r}")
             continue
         path = index.get(stem) or index.get(r["youtube_id"])
         if path is None:

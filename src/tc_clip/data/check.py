@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tc_clip.data.datamodule import VideoDataModule
 from tc_clip.data.decoding import VideoDecodeError, probe, read_frames
+from tc_clip.data.suite import ZeroShotSuiteDataModule
 from tc_clip.data.transforms import eval_indices
 
 __all__ = ["CheckReport", "check_data", "run_checks"]
@@ -78,12 +80,11 @@ class _Probe(Dataset):
             return path, "unreadable", str(e)
 
 
-def _parts(datamodule, stage: str) -> list:
+def _parts(datamodule, stage: str) -> list[VideoDataModule]:
     """The list-reading modules behind ``datamodule`` for ``stage`` (a suite's members: evaluation only)."""
-    members = getattr(datamodule, "members", None)
-    if members is None:
+    if not isinstance(datamodule, ZeroShotSuiteDataModule):
         return [datamodule]
-    return [] if stage == "fit" else list(members.values())
+    return [] if stage == "fit" else list(datamodule.members.values())
 
 
 def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | None = None) -> CheckReport:
@@ -102,7 +103,7 @@ def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | No
         for part in _parts(datamodule, stage):
             errors: list[str] = []
             try:
-                splits = part._resolve(stage, errors)
+                splits = part.resolve(stage, errors)
             except (ValueError, OSError, KeyError) as e:
                 report.label_problems += errors + [f"{stage}: {e}"]
                 continue

@@ -13,9 +13,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
 
 from tc_clip.data.annotations import Sample
-from tc_clip.data.decoding import DecodedClip, VideoDecodeError, decode
+from tc_clip.data.decoding import DECODERS, Backend, DecodedClip, VideoDecodeError, decode, describe_backend
 from tc_clip.data.gpu_augment import AUGMENT_KEY
-from tc_clip.data.torchcodec_backend import Backend, describe_backend
 from tc_clip.data.transforms import (
     Normalize255,
     augment_clip,
@@ -27,10 +26,7 @@ from tc_clip.data.transforms import (
     train_indices,
 )
 
-__all__ = ["BadVideoWarning", "DECODERS", "VideoClipDataset", "make_item", "worker_init_fn"]
-
-#: the backends an item's ``decoder`` code points into
-DECODERS: tuple[str, ...] = ("pyav", "torchcodec")
+__all__ = ["BadVideoWarning", "VideoClipDataset", "make_item", "worker_init_fn"]
 
 
 class BadVideoWarning(UserWarning):
@@ -131,13 +127,15 @@ class VideoClipDataset(Dataset):
         dtype = torch.uint8 if self.device_augment else torch.float32
         return torch.zeros(self.views * self.crops, self.num_frames, 3, size, size, dtype=dtype)
 
-    def _warn(self, path: str, error: Exception, action: str) -> None:
+    def warn_unreadable(self, path: str, error: Exception, action: str) -> None:
+        """Name an unreadable video once per dataset in a :class:`BadVideoWarning` (``action``: what was done)."""
         if path not in self._warned:
             self._warned.add(path)
             warnings.warn(f"unreadable video {path} ({action}): {error}", BadVideoWarning, stacklevel=3)
 
-    def _unreadable(self, index: int, error: Exception) -> dict:
-        self._warn(self.samples[index].path, error, "left out of the evaluation")
+    def unreadable_item(self, index: int, error: Exception) -> dict:
+        """The item of an unreadable evaluation video: a zero clip with label -1, left out of the metric."""
+        self.warn_unreadable(self.samples[index].path, error, "left out of the evaluation")
         item = self._item(index, index, self._blank(), 1, None, None)
         item["label"] = torch.tensor(-1, dtype=torch.long)
         return item
@@ -149,7 +147,7 @@ class VideoClipDataset(Dataset):
             except (FileNotFoundError, VideoDecodeError, OSError) as e:
                 if self.strict:
                     raise
-                return self._unreadable(index, e)
+                return self.unreadable_item(index, e)
             return self._item(index, index, video, 0, None, backend)
         skipped = 0
         current = index
@@ -161,7 +159,7 @@ class VideoClipDataset(Dataset):
                 if self.strict:
                     raise
                 path = self.samples[current].path
-                self._warn(path, e, "replaced by another training video")
+                self.warn_unreadable(path, e, "replaced by another training video")
                 skipped += 1
                 if skipped > self.max_retries or len(self.samples) < 2:
                     raise RuntimeError(

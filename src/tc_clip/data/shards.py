@@ -4,11 +4,13 @@ Many small files on a shared filesystem or an object store starve multi-node tra
 chunks stream well. :func:`pack` writes every video of a split, as its encoded bytes with its label,
 path and position in the split, into ``<output_dir>/<stage>/<k>/`` (litdata's ``index.json`` and
 ``chunk-*.bin``) and describes the sets in ``<output_dir>/tc_clip_shards.json``. A data module with
-``shards_dir`` then reads its splits from there (:func:`sharded_loader`): the clips are decoded in the
-loader workers with the same sampling and augmentation as from files; litdata splits the items across
-DDP ranks and workers, and its :class:`~litdata.StreamingDataLoader` saves its position for a mid-epoch
-resume. A set is found by a fingerprint of its ``(path, label)`` list, so shards packed from another
-split are never used for this one.
+``shards_dir`` then reads its splits from there (:func:`tc_clip.data.loaders.make_loader` calls
+:func:`streaming_loader`): the clips are decoded in the loader workers with the same sampling and
+augmentation as from files; litdata splits the items across DDP ranks and workers, and its
+:class:`~litdata.StreamingDataLoader` saves its position for a mid-epoch resume. Packing asks of the
+data module only its ``splits(stage)`` (:class:`~tc_clip.data.splits.SplitSource`). A set is found
+by a fingerprint of its ``(path, label)`` list, so shards packed from another split are never used
+for this one.
 
 Only the plain value formats (bytes, int, str) are read: a shard whose index declares anything else
 (such as pickle) is refused before litdata opens it.
@@ -24,7 +26,7 @@ import random
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -40,11 +42,11 @@ except ImportError as e:  # an optional extra
 from tc_clip.data.annotations import Sample  # noqa: E402
 from tc_clip.data.dataset import VideoClipDataset, make_item, worker_init_fn  # noqa: E402
 from tc_clip.data.decoding import VideoDecodeError  # noqa: E402
+from tc_clip.data.splits import SplitSource  # noqa: E402
 
-if TYPE_CHECKING:
-    from tc_clip.data.datamodule import VideoDataModule
-
-__all__ = ["META_FILE", "fingerprint", "find_set", "pack", "ShardedClipDataset", "sharded_loader"]
+__all__ = [
+    "META_FILE", "fingerprint", "find_set", "pack", "ShardedClipDataset", "StreamingDataLoader", "streaming_loader"
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +77,11 @@ class _PathString(StringSerializer):
 
 
 def pack(
-    datamodule: VideoDataModule, output_dir: str | os.PathLike, stage: str = "fit", chunk_bytes: str = "256MB"
+    datamodule: SplitSource, output_dir: str | os.PathLike, stage: str = "fit", chunk_bytes: str = "256MB"
 ) -> dict[str, Any]:
     """Pack the splits of ``stage`` (``fit``: the training split and the validation sets; ``validate``;
-    ``test``) of ``datamodule`` into litdata shards under ``output_dir``. A set already packed there
+    ``test``) of ``datamodule`` (a :class:`~tc_clip.data.VideoDataModule`, or anything with its
+    ``splits(stage)``) into litdata shards under ``output_dir``. A set already packed there
     with the same fingerprint is kept. Returns ``{"output_dir", "sets": [{"stage", "name", "dir",
     "videos", "bytes", "fingerprint"}]}``. A missing video is an error naming it (and its list line).
     """
@@ -188,8 +191,8 @@ class ShardedClipDataset(StreamingDataset):
                 if self.clips.strict:
                     raise
                 if not self.clips.train:  # left out of the metric, as from files
-                    return self.clips._unreadable(int(first["index"]), e)
-                self.clips._warn(raw["path"], e, "replaced by another training video")
+                    return self.clips.unreadable_item(int(first["index"]), e)
+                self.clips.warn_unreadable(raw["path"], e, "replaced by another training video")
                 skipped += 1
                 n = len(self)
                 if skipped > self.clips.max_retries or n < 2:
@@ -199,32 +202,40 @@ class ShardedClipDataset(StreamingDataset):
         return make_item(video, raw["label"], int(first["index"]), skipped, params, backend, path)
 
 
-def sharded_loader(datamodule: VideoDataModule, dataset: VideoClipDataset, train: bool):
-    """A :class:`~litdata.StreamingDataLoader` over the packed set of ``dataset``'s samples in the data
-    module's ``shards_dir``, or None for an evaluation set that was not packed (it is read from files).
-    Training data must be packed. Training shuffles (seeded with the data module's seed, a new order
-    every epoch) and, under DDP, gives every rank the same number of items (litdata drops the rest);
-    evaluation keeps every item."""
-    folder = find_set(datamodule.shards_dir, dataset.samples)
+def streaming_loader(
+    shards_dir: str | os.PathLike,
+    dataset: VideoClipDataset,
+    train: bool,
+    *,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool,
+    persistent_workers: bool,
+    drop_last: bool,
+    seed: int,
+) -> StreamingDataLoader | None:
+    """A :class:`~litdata.StreamingDataLoader` over the packed set of ``dataset``'s samples in
+    ``shards_dir``, or None for an evaluation set that was not packed (it is read from files). Training
+    data must be packed. Training shuffles (seeded with ``seed``, a new order every epoch) and, under DDP,
+    gives every rank the same number of items (litdata drops the rest); evaluation keeps every item."""
+    folder = find_set(shards_dir, dataset.samples)
     if folder is None:
         if train:
             raise ValueError(
-                f"shards_dir {datamodule.shards_dir}: the training split ({len(dataset.samples)} videos) is not "
+                f"shards_dir {shards_dir}: the training split ({len(dataset.samples)} videos) is not "
                 f"packed there (or was packed from a different list); run `tc-clip pack` for this data"
             )
-        log.info("shards_dir %s: evaluation set not packed, reading its files", datamodule.shards_dir)
+        log.info("shards_dir %s: evaluation set not packed, reading its files", shards_dir)
         return None
-    streaming = ShardedClipDataset(folder, dataset, shuffle=train, seed=datamodule.seed,
-                                   drop_last=None if train else False)
-    workers = datamodule.num_workers
+    streaming = ShardedClipDataset(folder, dataset, shuffle=train, seed=seed, drop_last=None if train else False)
     # litdata's StreamingDataset is an IterableDataset with a __len__ that already accounts for workers
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     return StreamingDataLoader(
         streaming,
-        batch_size=datamodule.batch_size if train else datamodule.eval_batch_size,
-        num_workers=workers,
-        pin_memory=datamodule.pin_memory and torch.cuda.is_available(),
-        persistent_workers=datamodule.persistent_workers and workers > 0,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=persistent_workers,
         worker_init_fn=worker_init_fn,
-        drop_last=train and len(dataset) >= datamodule.batch_size,
+        drop_last=drop_last,
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-__all__ = ["SyntheticPaths", "generate", "write_video", "class_names", "CODECS"]
+__all__ = ["SyntheticPaths", "generate", "write_video", "class_names", "dataset_key", "CODECS"]
 
 #: container extension -> (codec, pixel format)
 CODECS: dict[str, tuple[str, str]] = {
@@ -173,8 +173,9 @@ def write_video(
             container.mux(packet)
 
 
-def _key(**kwargs) -> str:
-    return "_".join(f"{k}{v}" for k, v in sorted(kwargs.items())).replace(" ", "").replace(",", "-")
+def dataset_key(**params) -> str:
+    """A generated dataset's name from its generation parameters (its folder under a cache, its marker)."""
+    return "_".join(f"{k}{v}" for k, v in sorted(params.items())).replace(" ", "").replace(",", "-")
 
 
 def generate(
@@ -235,7 +236,7 @@ def generate(
             writer.writerow(["id", "name"])
             writer.writerows(enumerate(names))
         (tmp / ".done").write_text(
-            _key(
+            dataset_key(
                 num_classes=num_classes,
                 videos_per_class=videos_per_class,
                 val_per_class=val_per_class,

@@ -71,7 +71,7 @@ def test_stream_every_video_once_per_epoch_and_reshuffled(synth, shards):
         order = []
         for b in loader:
             assert b["video"].dtype == torch.uint8 and b["video"].shape == (3, 4, 3, 32, 32)
-            assert b["label"].tolist() == [dm._datasets["fit"][0].samples[i].label for i in b["index"].tolist()]
+            assert b["label"].tolist() == [dm.datasets("fit")[0].samples[i].label for i in b["index"].tolist()]
             order += b["index"].tolist()
         epochs.append(order)
     assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(9))

@@ -11,10 +11,10 @@ import torch
 from torchvision.transforms import v2
 
 from data_helpers import make_synthetic, noise_frames, set_mp4_rotation
-from tc_clip.data import decoding, synthetic, torchcodec_backend
+from tc_clip.data import decoding, synthetic
 from tc_clip.data.decoding import VideoDecodeError, probe, read_all_frames, read_frames, resolve_backend
 
-_TORCHCODEC = torchcodec_backend.torchcodec_status()
+_TORCHCODEC = decoding.torchcodec_status()
 
 
 @pytest.fixture(
@@ -192,7 +192,7 @@ def test_backend_choice(monkeypatch, gop_videos):
     with pytest.raises(ValueError, match="TC_CLIP_DECODER='decord'"):
         resolve_backend("auto")
     monkeypatch.delenv("TC_CLIP_DECODER")
-    monkeypatch.setattr(torchcodec_backend, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
+    monkeypatch.setattr(decoding.torchcodec, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
     assert resolve_backend("auto") == "pyav"
     with pytest.raises(RuntimeError, match="torchcodec unavailable"):
         resolve_backend("torchcodec")
@@ -207,7 +207,7 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
         raise RuntimeError("unsupported codec")
 
     monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
-    monkeypatch.setattr(torchcodec_backend, "read_frames", broken)
+    monkeypatch.setattr(decoding.torchcodec, "read_frames", broken)
     monkeypatch.setattr(decoding, "_auto_pyav", {})  # forget the choices of earlier tests
     avi = gop_videos[1]  # no B-frames: auto tries torchcodec first
     for _ in range(2):
@@ -256,10 +256,10 @@ def test_data_module_decoder_option(synth, monkeypatch, caplog):
     with caplog.at_level("INFO"):
         d = dm("pyav")
         d.setup("fit")
-    assert "video decoder: pyav" in caplog.text and d._datasets["fit"][0].decoder == "pyav"
+    assert "video decoder: pyav" in caplog.text and d.datasets("fit")[0].decoder == "pyav"
     batch = next(iter(d.train_dataloader()))
     assert batch["video"].shape == (2, 4, 3, 32, 32)
-    assert batch["decoder"].tolist() == [dataset.DECODERS.index("pyav")] * 2
-    monkeypatch.setattr(torchcodec_backend, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
+    assert batch["decoder"].tolist() == [decoding.DECODERS.index("pyav")] * 2
+    monkeypatch.setattr(decoding.torchcodec, "torchcodec_status", lambda: (False, "torchcodec unavailable (test)"))
     with pytest.raises(RuntimeError, match="decoder 'torchcodec' was asked for but torchcodec unavailable"):
         dm("torchcodec").setup("fit")

@@ -1,5 +1,4 @@
-"""Decoding only the frames a clip needs: torchcodec where it works (see
-:mod:`tc_clip.data.torchcodec_backend`), else PyAV, whose reader is described here.
+"""The PyAV backend: decoding only the frames a clip needs.
 
 :func:`read_frames` first demuxes the whole video stream (cheap: no decoding), which gives the exact
 number of frames and, for every frame in presentation order, its packet and the keyframe it depends on.
@@ -9,104 +8,48 @@ non-reference frames that are not wanted (``skip_frame=NONREF``) and converts on
 RGB. Frames are identified by presentation timestamp, so B-frame reordering and variable frame rate
 are handled: frame ``i`` is the ``i``-th frame in presentation order, whatever its timestamp.
 
-``backend="auto"`` picks per stream: PyAV where the stream has B-frames (its non-reference skipping
-decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere. Both convert to RGB with
-the same swscale conversion and give the frames of a full decode pixel for pixel, and frames are brought
-to ``short_side`` by one shared resize (:func:`shrink_short_side`, the training transform's own), so the
-pixels never depend on which backend read a file.
-
 If anything about a file does not fit this plan (packets without timestamps, a wanted frame that the
 decoder never returned, ...) the reader falls back to decoding the stream sequentially, still converting
 only the wanted frames. Rotation metadata is applied, grayscale and odd-sized videos come out as RGB.
+PyAV always works (it ships its FFmpeg), so it is also the fallback of :mod:`tc_clip.data.decoding`.
 """
 
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import av
 import numpy as np
 import torch
 from av.video.reformatter import VideoReformatter
-from torchvision.transforms.v2 import functional as TF
 
-from tc_clip.data import torchcodec_backend
-from tc_clip.data.torchcodec_backend import BACKENDS, Backend, resolve_backend
+from tc_clip.data.decoding.base import (
+    IndexSampler,
+    Source,
+    VideoDecodeError,
+    VideoInfo,
+    check_exists,
+    clamp_indices,
+    source_name,
+)
 
-__all__ = [
-    "BACKENDS",
-    "Backend",
-    "VideoDecodeError",
-    "VideoInfo",
-    "probe",
-    "read_frames",
-    "read_all_frames",
-    "resolve_backend",
-    "shrink_short_side",
-    "DecodedClip",
-    "decode",
-]
-
-IndexSampler = Callable[[int], Sequence[int]]
-#: a video file, or the bytes of one (as stored in shards)
-Source = str | os.PathLike | bytes
+__all__ = ["describe", "has_b_frames", "open_video", "probe", "read_all_frames", "read_frames"]
 
 
-class VideoDecodeError(RuntimeError):
-    """A video could not be opened or decoded."""
-
-
-@dataclass
-class DecodedClip:
-    """What :func:`decode` read: the frames, the video's frame count and the backend that read them."""
-
-    frames: np.ndarray  # uint8 [K, H, W, 3]
-    num_frames: int
-    backend: str  # "pyav" or "torchcodec"
-
-
-@dataclass
-class VideoInfo:
-    num_frames: int
-    width: int
-    height: int
-    fps: float
-    rotation: int = 0
-
-
-def _name(source: Source, name: str | None = None) -> str:
-    return name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
-
-
-def _check_exists(source: Source) -> None:
-    if not isinstance(source, bytes) and not os.path.exists(source):
-        raise FileNotFoundError(f"video not found: {source}")
-
-
-def _open(path: Source, name: str | None = None) -> av.container.InputContainer:
-    _check_exists(path)
+def open_video(path: Source, name: str | None = None) -> av.container.InputContainer:
+    """An open PyAV container of a video file or its bytes, with a video stream."""
+    check_exists(path)
     try:
         src = io.BytesIO(path) if isinstance(path, bytes) else str(path)
         container = av.open(src, metadata_errors="ignore")
     except Exception as e:  # av.error.* and OSError
-        raise VideoDecodeError(f"cannot open video {_name(path, name)}: {e}") from e
+        raise VideoDecodeError(f"cannot open video {source_name(path, name)}: {e}") from e
     if not container.streams.video:
         container.close()
-        raise VideoDecodeError(f"no video stream in {_name(path, name)}")
+        raise VideoDecodeError(f"no video stream in {source_name(path, name)}")
     return container
-
-
-def shrink_short_side(frames: np.ndarray, short_side: int | None) -> np.ndarray:
-    """``uint8 [K, H, W, 3]`` with the short side brought down to ``short_side`` (never up), by the
-    antialiased bilinear resize of the training transform (torchvision's ``resize(clip, [short_side])``),
-    so that a clip resized here equals one resized there."""
-    if not short_side or min(frames.shape[1:3]) <= short_side:
-        return frames
-    clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # channels-last: torch's fast uint8 path
-    return TF.resize(clip, [short_side], antialias=True).permute(0, 2, 3, 1).numpy()
 
 
 def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
@@ -222,9 +165,9 @@ def _decode_sequential(container, stream, wanted: list[int]) -> dict[int, np.nda
     return out
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def probe(path: Source) -> VideoInfo:
     """Frame count (exact, from the demuxed packets), size and frame rate, without decoding."""
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         try:
@@ -250,10 +193,11 @@ def _same_size(frames: dict[int, np.ndarray], first: int) -> dict[int, np.ndarra
     return frames
 
 
-def _read_pyav(
+def read_frames(
     container: av.container.InputContainer, indices: Sequence[int] | IndexSampler, path: str
 ) -> tuple[np.ndarray, int]:
-    """The sparse PyAV reader on an open container (closed here)."""
+    """The frames ``indices`` at the decoded size (``uint8 [K, H, W, 3]``) and the frame count, by the
+    sparse reader on an open container (closed here; ``path`` names the video in errors)."""
     try:
         stream = container.streams.video[0]
         try:
@@ -267,7 +211,7 @@ def _read_pyav(
                     n = sum(1 for _ in container.demux(stream))
             if n <= 0:
                 raise VideoDecodeError("the video stream has no frames")
-            wanted_list = [min(max(int(i), 0), n - 1) for i in (indices(n) if callable(indices) else indices)]
+            wanted_list = clamp_indices(indices, n)
             if not wanted_list:
                 return np.zeros((0, stream.codec_context.height, stream.codec_context.width, 3), np.uint8), n
             wanted = sorted(set(wanted_list))
@@ -294,7 +238,7 @@ def _read_pyav(
 
 def read_all_frames(path: Source) -> np.ndarray:
     """The plain approach, as a reference: decode every frame to RGB, in presentation order."""
-    container = _open(path)
+    container = open_video(path)
     reformatter = VideoReformatter()
     try:
         frames = [_to_rgb(f, reformatter) for f in container.decode(container.streams.video[0])]
@@ -305,91 +249,11 @@ def read_all_frames(path: Source) -> np.ndarray:
     return np.stack(frames)
 
 
-def _has_b_frames(container: av.container.InputContainer) -> bool:
+def has_b_frames(container: av.container.InputContainer) -> bool:
     """Whether the video stream reorders frames (B-frames): then PyAV's non-reference skipping wins."""
     return bool(container.streams.video[0].codec_context.has_b_frames)
 
 
-#: ``auto``'s choice per file (or per ``name`` of a video's bytes), remembered per process: True for
-#: PyAV. The choice changes speed, never pixels. At most ``_AUTO_REMEMBERED`` files (a few MB per worker);
-#: past that, a file without B-frames costs one more container open per read.
-_auto_pyav: dict[str, bool] = {}
-_AUTO_REMEMBERED = 1 << 16
-
-
-def _auto_wants_pyav(
-    source: Source, key: str | None, name: str | None
-) -> tuple[bool, av.container.InputContainer | None]:
-    """``auto``'s choice for this video, and the PyAV container opened to make it (None if remembered)."""
-    if key is not None and key in _auto_pyav:
-        return _auto_pyav[key], None
-    container = _open(source, name)
-    pyav = _has_b_frames(container)
-    _remember(key, pyav)
-    return pyav, container
-
-
-def _remember(key: str | None, pyav: bool) -> None:
-    if key is not None and (key in _auto_pyav or len(_auto_pyav) < _AUTO_REMEMBERED):
-        _auto_pyav[key] = pyav
-
-
-def decode(
-    source: Source,
-    indices: Sequence[int] | IndexSampler,
-    short_side: int | None = None,
-    backend: Backend = "auto",
-    name: str | None = None,
-) -> DecodedClip:
-    """Decode the frames ``indices`` (presentation order, may repeat, any order) of a video file or of
-    its bytes; ``name`` names it in errors (default: the path).
-
-    ``indices`` may be a function of the number of frames that returns the indices (TSN sampling needs
-    the frame count first). Indices past the end are clamped to the last frame. ``short_side`` resizes
-    frames whose short side is larger down to it (:func:`shrink_short_side`). ``backend``: ``"pyav"``,
-    ``"torchcodec"`` or ``"auto"`` (where torchcodec works: PyAV for streams with B-frames, torchcodec
-    for the others, and PyAV again for a file torchcodec cannot read; else PyAV). Every backend returns
-    the frames of a full decode, pixel for pixel. Returns the frames ``uint8 [len(indices), H, W, 3]``,
-    the frame count and the backend that read them (:class:`DecodedClip`).
-    Raises :class:`FileNotFoundError` or :class:`VideoDecodeError`.
-    """
-    _check_exists(source)
-    frames, n, used = _read(source, indices, resolve_backend(backend), name)
-    return DecodedClip(shrink_short_side(frames, short_side), n, used)
-
-
-def _read(
-    source: Source, indices: Sequence[int] | IndexSampler, chosen: str, name: str | None
-) -> tuple[np.ndarray, int, str]:
-    """The frames at the decoded size, the frame count and the backend that read them."""
-    if chosen == "torchcodec":
-        try:
-            return (*torchcodec_backend.read_frames(source, indices), "torchcodec")
-        except Exception as e:  # torchcodec raises RuntimeError/ValueError for unreadable input
-            raise VideoDecodeError(f"cannot decode {_name(source, name)} with torchcodec: {e}") from e
-    container = None
-    if chosen == "auto":
-        key = (name or None) if isinstance(source, bytes) else os.fspath(source)
-        pyav, container = _auto_wants_pyav(source, key, name)
-        if not pyav:
-            if container is not None:
-                container.close()
-                container = None
-            try:
-                return (*torchcodec_backend.read_frames(source, indices), "torchcodec")
-            except Exception:  # a file torchcodec cannot read: PyAV from now on, which says why if it fails
-                _remember(key, True)
-    return (*_read_pyav(container if container is not None else _open(source, name), indices, _name(source, name)),
-            "pyav")
-
-
-def read_frames(
-    source: Source,
-    indices: Sequence[int] | IndexSampler,
-    short_side: int | None = None,
-    backend: Backend = "auto",
-    name: str | None = None,
-) -> tuple[np.ndarray, int]:
-    """:func:`decode` as ``(frames, num_frames)``."""
-    clip = decode(source, indices, short_side, backend, name)
-    return clip.frames, clip.num_frames
+def describe() -> str:
+    """``pyav <version>``, for logs."""
+    return f"pyav {av.__version__}"

@@ -5,9 +5,11 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from data_helpers import make_synthetic, touch, write_labels
 from tc_clip.cli import main as cli_main
@@ -19,7 +21,7 @@ from tc_clip.data import (
     UCF101DataModule,
     VideoDataModule,
     ZeroShotSuiteDataModule,
-    base_novel,
+    protocols,
 )
 from tc_clip.data.check import run_checks
 from tc_clip.lightning.metrics import EvalSetAccuracy
@@ -170,7 +172,7 @@ def test_public_k_shot_list_is_used_as_it_is(tmp_path):
 
 
 def _published_names(bench: str) -> list[str]:
-    split = base_novel.published_split(bench)
+    split = protocols.published_split(bench)
     names = [""] * split.num_classes
     for i, n in zip(split.base_ids + split.novel_ids, split.base + split.novel, strict=True):
         names[i] = n
@@ -179,16 +181,16 @@ def _published_names(bench: str) -> list[str]:
 
 @pytest.mark.parametrize("bench", ["hmdb51", "ucf101", "k400", "ssv2"])
 def test_published_base_classes_by_name(bench):
-    split = base_novel.published_split(bench)
+    split = protocols.published_split(bench)
     names = _published_names(bench)
     assert len(split.base) + len(split.novel) == split.num_classes == len(set(names))
-    assert base_novel.published_base_ids(bench, names, "x") == list(split.base_ids)
+    assert protocols.published_base_ids(bench, names, "x") == list(split.base_ids)
     # matched by name whatever the id order and spelling ('brush_hair' = 'brush hair')
     shuffled = [n.replace(" ", "_").upper() for n in reversed(names)]
-    got = base_novel.published_base_ids(bench, shuffled, "x")
+    got = protocols.published_base_ids(bench, shuffled, "x")
     assert [shuffled[i] for i in got] == [n.replace(" ", "_").upper() for n in split.base]
     with pytest.raises(ValueError, match="lacks the published base/novel classes"):
-        base_novel.published_base_ids(bench, names[:-1], "x")
+        protocols.published_base_ids(bench, names[:-1], "x")
 
 
 def test_hmdb_default_base_classes_are_the_published_split(tmp_path):
@@ -251,6 +253,45 @@ def test_public_base_to_novel_files_work_as_they_are(tmp_path):
         HMDB51DataModule(root=str(tmp_path), novel_list=str(tmp_path / "novel_val.txt"), novel_labels=n_csv)
     with pytest.raises(ValueError, match="shot is used by protocol few_shot / base_to_novel only, not 'zero_shot'"):
         HMDB51DataModule(root=str(tmp_path), protocol="zero_shot", shot=16)
+
+
+def test_novel_sets_are_deferred_while_fitting(tmp_path):
+    """While the trainer fits, the novel sets leave eval_sets("validate") and val_dataloader() (in the same
+    order as the rest); outside fit, in test, or with defer_novel=False every set is there."""
+    names = ["pour", "pullup", "punch", "brush hair", "cartwheel"]
+    labels = write_labels(tmp_path / "labels.csv", names)
+    (tmp_path / "train.txt").write_text("".join(f"{n}/t{k}.avi {i}\n" for i, n in enumerate(names) for k in range(2)))
+    (tmp_path / "a.txt").write_text("".join(f"{n}/a.avi {i}\n" for i, n in enumerate(names)))
+    (tmp_path / "b.txt").write_text("".join(f"{n}/b.avi {i}\n" for i, n in enumerate(names)))
+
+    def module(**kw):
+        return VideoDataModule(
+            root=str(tmp_path), protocol="base_to_novel", labels=labels, train_list=str(tmp_path / "train.txt"),
+            val_list=[str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], base_classes=names[:3], shot=2,
+            num_workers=0, **kw,
+        )
+
+    def fit_state(fn):
+        return SimpleNamespace(state=SimpleNamespace(fn=TrainerFn(fn)), log_dir=None)
+
+    dm = module()
+    every = dm.eval_sets("validate")
+    assert [(s.name, s.role) for s in every] == [("a/base", "base"), ("a/novel", "novel"), ("b/base", "base"),
+                                                 ("b/novel", "novel")]
+    assert len(dm.val_dataloader()) == 4 and dm.deferred_sets() == [every[1], every[3]]
+    dm.trainer = fit_state("fit")
+    assert dm.eval_sets("validate") == [every[0], every[2]]
+    loaders = dm.val_dataloader()
+    assert [[s.path for s in dl.dataset.samples] for dl in loaders] == [
+        [s.path for s in dm.splits("validate")[i].samples] for i in (0, 2)
+    ]
+    assert dm.deferred_sets() == [every[1], every[3]]
+    assert len(dm.eval_sets("test")) == 4 and len(dm.test_dataloader()) == 4  # only validation is deferred
+    dm.trainer = fit_state("validate")
+    assert dm.eval_sets("validate") == every and len(dm.val_dataloader()) == 4
+    kept = module(defer_novel=False)
+    kept.trainer = fit_state("fit")
+    assert kept.eval_sets("validate") == every and len(kept.val_dataloader()) == 4 and kept.deferred_sets() == []
 
 
 # --- zero-shot: three splits per benchmark, the whole suite in one run --------------------------------
@@ -370,7 +411,7 @@ def test_unreadable_eval_videos_are_left_out_of_top1(synth, tmp_path):
         protocol="zero_shot",
     )
     dm.setup("validate")
-    ds = dm._datasets["validate"][0]
+    ds = dm.datasets("validate")[0]
     # a stand-in classifier: right on the first 7 readable videos, wrong on the other 2 (7/9 = 0.778)
     predicted = {}
     for n, (i, (_path, label)) in enumerate((i, r) for i, r in enumerate(rows) if r in readable):

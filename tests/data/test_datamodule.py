@@ -66,7 +66,7 @@ def test_bad_videos_left_out_of_evaluation_replaced_in_training_or_strict(synth,
     lst.write_text("\n".join(lines) + "\n")
     dm = dm_for(synth, val_list=str(lst), train_list=str(lst), root=synth.root)
     dm.setup("fit")
-    ds = dm._datasets["validate"][0]
+    ds = dm.datasets("validate")[0]
     with pytest.warns(BadVideoWarning, match="bad.mp4 .left out of the evaluation"):
         item = ds[0]
     assert item["skipped"].item() == 1 and item["index"].item() == 0 and item["label"].item() == -1
@@ -81,14 +81,14 @@ def test_bad_videos_left_out_of_evaluation_replaced_in_training_or_strict(synth,
         batch = next(iter(dm.val_dataloader()[0]))
     assert batch["skipped"].tolist() == [1, 1, 0] and batch["label"].tolist()[:2] == [-1, -1]
     # training still replaces an unreadable video by another one
-    train = dm._datasets["fit"][0]
+    train = dm.datasets("fit")[0]
     with pytest.warns(BadVideoWarning, match="replaced by another training video"):
         item = train[0]
     assert item["skipped"].item() >= 1 and item["label"].item() >= 0 and item["video"].any()
     strict = dm_for(synth, val_list=str(lst), root=synth.root, strict=True)
     strict.setup("validate")
     with pytest.raises(Exception, match="bad.mp4"):
-        strict._datasets["validate"][0][0]
+        strict.datasets("validate")[0][0]
 
 
 def test_two_workers_seeded(synth):
@@ -164,7 +164,7 @@ def test_subclass_arguments_visible_to_the_cli(tmp_path):
         return vars(parser.get_defaults()["d"])
 
     base = cli_args(VideoDataModule)
-    assert len(base) == 36 and base["flip"] is True and base["num_frames"] == 16
+    assert len(base) == 37 and base["flip"] is True and base["defer_novel"] is True and base["num_frames"] == 16
     extra = {"split": 1, "videos_dir": None, "splits_dir": None}
     for name, own in [
         ("HMDB51DataModule", {"root": "data/hmdb51", **extra}),
