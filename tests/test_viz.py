@@ -220,7 +220,7 @@ def test_load_model_files(tmp_path, video_file, tiny):
     assert _same(inference.predict(lightning_model, video, top_k=4), reference)
 
     # (a) a release checkpoint + CLIP weights
-    from test_checkpoints import to_release_layout
+    from release_helpers import to_release_layout
 
     clip_file = tmp_path / "tiny_clip.pt"
     clip = open_clip.CLIP(**TINY_CLIP_CFG)

@@ -1,6 +1,18 @@
-"""TC-CLIP: Temporally Contextualized CLIP for video action recognition."""
+"""TC-CLIP: Temporally Contextualized CLIP for video action recognition.
 
-from tc_clip.model import TCCLIP, TCCLIPConfig
+``TCCLIP`` and ``TCCLIPConfig`` load with :mod:`tc_clip.model` when first used, so the torch-free parts
+(:mod:`tc_clip.results`) import without torch.
+"""
+
+from typing import Any
 
 __all__ = ["TCCLIP", "TCCLIPConfig"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from tc_clip import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'tc_clip' has no attribute {name!r}")

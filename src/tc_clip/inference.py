@@ -35,8 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tc_clip.model import TCCLIP, TCCLIPConfig
-from tc_clip.model.serialization import CheckpointError, safe_load
+from tc_clip.model import TCCLIP, CheckpointError, TCCLIPConfig, safe_load
 
 __all__ = [
     "DEMO_CHECKPOINT_ENV",
@@ -362,10 +361,13 @@ def predict(
     names = model.class_names
     if not names:
         raise ValueError("no class names: pass class_names=[...]")
+    from tc_clip.lightning.metrics import video_scores
+
+    views = _as_batch(model, video)  # [V, T, 3, S, S]
     was_training = model.training
     model.eval()
     try:
-        probs = model(_as_batch(model, video)).float().softmax(dim=-1).mean(dim=0)
+        probs = video_scores(model, views.unsqueeze(0))[0] / len(views)  # the evaluation's recipe, as a mean
     finally:
         model.train(was_training)
     scores, idx = probs.topk(min(top_k, len(names)))
@@ -386,4 +388,6 @@ def explain(model: TCCLIP, video: torch.Tensor, class_names: Sequence[str] | Non
         logits, aux = model(_as_batch(model, video), return_aux=True)
     finally:
         model.train(was_training)
-    return logits.float().softmax(dim=-1).mean(dim=0), aux
+    from tc_clip.lightning.metrics import aggregate_views
+
+    return aggregate_views(logits.unsqueeze(0))[0] / len(logits), aux

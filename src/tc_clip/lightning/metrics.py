@@ -1,4 +1,6 @@
-"""Multi-view aggregation and a top-k accuracy metric that stays exact under DDP.
+"""The video score (softmax per view, summed over the views: :func:`video_scores`, the one recipe that
+training evaluation, the WiSE-FT sweep and inference share) and a top-k accuracy metric that stays exact
+under DDP.
 
 Lightning's distributed evaluation sampler pads every process to the same number of videos by
 repeating a few of them, which biases a plain running accuracy. :class:`EvalSetAccuracy` keeps one hit
@@ -8,6 +10,8 @@ single-process evaluation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -20,6 +24,22 @@ def aggregate_views(logits: Tensor) -> Tensor:
     if logits.dim() != 3:
         raise ValueError(f"expected [B, V, C] logits, got shape {tuple(logits.shape)}")
     return logits.float().softmax(dim=-1).sum(dim=1)
+
+
+def video_scores(forward: Callable[[Tensor], Tensor], video: Tensor, views_per_forward: int | None = None) -> Tensor:
+    """``[B, V, T, 3, H, W]`` (or one view, ``[B, T, 3, H, W]``) → ``[B, C]`` scores of ``forward`` (a model
+    mapping clips to logits): softmax per view, summed over the views (:func:`aggregate_views`; divide by V
+    for the mean probability). ``views_per_forward`` bounds the clips of one forward pass (memory)."""
+    if video.dim() == 5:
+        video = video.unsqueeze(1)
+    b, v = video.shape[:2]
+    flat = video.flatten(0, 1)
+    chunk = views_per_forward
+    if chunk is None or chunk >= b * v:
+        logits = forward(flat)
+    else:
+        logits = torch.cat([forward(flat[i : i + chunk]) for i in range(0, b * v, chunk)])
+    return aggregate_views(logits.view(b, v, -1))
 
 
 def first_occurrence(index: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -12,34 +12,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from tc_clip.data import EvalSetInfo
 from tc_clip.data.dataset import DECODERS
 from tc_clip.data.sampler import step_rng
-from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views
+from tc_clip.lightning.metrics import EvalSetAccuracy, video_scores
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
 from tc_clip.lightning.schedule import SCHEDULE_SHAPES, ScheduleShape, warmup_cosine_scheduler
-from tc_clip.lightning.summary import EvalSetResult, format_table, summarize
 from tc_clip.model.config import TCCLIPConfig
-
-_STAGE_PREFIX = {"validate": "val", "test": "test"}
-
-
-@dataclass
-class _EvalSet:
-    """What the module needs to know about one evaluation dataloader."""
-
-    name: str
-    class_names: list[str]
-    group: str | None = None
-    role: str | None = None
-
-
-def _as_eval_set(info: Any, position: int) -> _EvalSet:
-    return _EvalSet(
-        name=str(getattr(info, "name", None) or f"set{position}"),
-        class_names=list(info.class_names),
-        group=getattr(info, "group", None),
-        role=getattr(info, "role", None),
-    )
+from tc_clip.results.records import STAGE_PREFIX, EvalSetResult, append_eval_record, eval_record
+from tc_clip.results.summary import format_table, summarize
 
 
 class TCCLIPModule(L.LightningModule):
@@ -121,7 +102,7 @@ class TCCLIPModule(L.LightningModule):
                 f"frames: set --data.input_size {size}"
             )
         self._train_class_names: list[str] | None = list(class_names) if class_names else None
-        self._eval_sets: dict[str, list[_EvalSet]] = {}
+        self._eval_sets: dict[str, list[EvalSetInfo]] = {}  # per evaluation stage, found again at every setup
         self.eval_metrics = nn.ModuleDict()
         self._predict_class_names: list[str] | None = None
         self._loaded_epoch: int | None = None
@@ -155,21 +136,25 @@ class TCCLIPModule(L.LightningModule):
         trainer = self._trainer
         return getattr(trainer, "datamodule", None) if trainer is not None else None
 
-    def _discover_eval_sets(self, stage: str) -> list[_EvalSet]:
+    def _discover_eval_sets(self, stage: str) -> list[EvalSetInfo]:
+        """The data module's evaluation sets of ``stage``, else one set named after the stage with the
+        training (or the model's) vocabulary."""
         dm = self._datamodule()
         if dm is not None and hasattr(dm, "eval_sets"):
-            infos = dm.eval_sets(stage)
+            infos = list(dm.eval_sets(stage))
             if infos and all(len(info.class_names) > 0 for info in infos):
-                return [_as_eval_set(info, i) for i, info in enumerate(infos)]
+                return infos
         names = self._train_class_names or getattr(self.model, "class_names", None)
         if not names:
             raise RuntimeError(
                 f"no class names for stage {stage!r}: the data module has no eval_sets() and the model "
                 "has no vocabulary (pass model.class_names)"
             )
-        return [_EvalSet(name=_STAGE_PREFIX.get(stage, stage), class_names=list(names))]
+        return [EvalSetInfo(name=STAGE_PREFIX.get(stage, stage), class_names=list(names))]
 
     def setup(self, stage: str) -> None:
+        """Runs at every ``trainer.fit/validate/test/predict``: the evaluation sets are discovered afresh each
+        time (a data module may offer other sets while fitting, e.g. base-to-novel's deferred novel sets)."""
         dm = self._datamodule()
         if stage == "fit":
             names = getattr(dm, "train_class_names", None) if dm is not None else None
@@ -182,7 +167,7 @@ class TCCLIPModule(L.LightningModule):
         for eval_stage in eval_stages:
             sets = self._discover_eval_sets(eval_stage)
             self._eval_sets[eval_stage] = sets
-            self.eval_metrics[_STAGE_PREFIX[eval_stage]] = nn.ModuleList(
+            self.eval_metrics[STAGE_PREFIX[eval_stage]] = nn.ModuleList(
                 EvalSetAccuracy(num_classes=len(s.class_names)) for s in sets
             )
         if stage == "predict":
@@ -258,17 +243,9 @@ class TCCLIPModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------ evaluation
     def eval_scores(self, video: Tensor) -> Tensor:
-        """``[B, V, T, 3, H, W]`` (or ``[B, T, 3, H, W]``) → ``[B, C]``: softmax per view, summed."""
-        if video.dim() == 5:
-            video = video.unsqueeze(1)
-        b, v = video.shape[:2]
-        flat = video.flatten(0, 1)
-        chunk = self.hparams.views_per_forward
-        if chunk is None or chunk >= b * v:
-            logits = self.model(flat)
-        else:
-            logits = torch.cat([self.model(flat[i : i + chunk]) for i in range(0, b * v, chunk)])
-        return aggregate_views(logits.view(b, v, -1))
+        """``[B, V, T, 3, H, W]`` (or ``[B, T, 3, H, W]``) → ``[B, C]``: softmax per view, summed
+        (:func:`~tc_clip.lightning.metrics.video_scores`, at most ``views_per_forward`` clips a pass)."""
+        return video_scores(self.model, video, self.hparams.views_per_forward)
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         sets = self._eval_sets.get(stage)
@@ -282,7 +259,7 @@ class TCCLIPModule(L.LightningModule):
             )
         self._use_vocabulary(sets[dataloader_idx].class_names)
         scores = self.eval_scores(batch["video"])
-        metric = self.eval_metrics[_STAGE_PREFIX[stage]][dataloader_idx]
+        metric = self.eval_metrics[STAGE_PREFIX[stage]][dataloader_idx]
         metric.update(scores, batch["label"], batch["index"], batch.get("skipped"))
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -292,10 +269,10 @@ class TCCLIPModule(L.LightningModule):
         self._eval_step("test", batch, dataloader_idx)
 
     def _eval_epoch_end(self, stage: str) -> dict[str, float]:
-        prefix = _STAGE_PREFIX[stage]
+        prefix = STAGE_PREFIX[stage]
         sets = self._eval_sets.get(stage, [])
         metrics = self.eval_metrics[prefix] if prefix in self.eval_metrics else []
-        results, logged, counts = [], {}, {}
+        results, logged = [], {}
         for info, metric in zip(sets, metrics, strict=True):
             if not metric.update_called:
                 metric.reset()
@@ -303,8 +280,8 @@ class TCCLIPModule(L.LightningModule):
             out = metric.compute()  # gathers from every process
             metric.reset()
             top1, top5 = float(out["top1"]), float(out["top5"])
-            results.append(EvalSetResult(info.name, top1, top5, info.group, info.role))
-            counts[info.name] = (int(out["count"]), int(out["skipped"]))
+            results.append(EvalSetResult(info.name, top1, top5, info.group, info.role, int(out["count"]),
+                                         int(out["skipped"])))
             logged[f"{prefix}/{info.name}/top1"] = top1
             logged[f"{prefix}/{info.name}/top5"] = top5
         summary = summarize(results) if results and all(not math.isnan(r.top1) for r in results) else {}
@@ -313,10 +290,10 @@ class TCCLIPModule(L.LightningModule):
             # the values are already global (computed from every process): no further reduction
             self.log_dict({k: torch.tensor(v) for k, v in logged.items()}, sync_dist=False)
         if results and not self.trainer.sanity_checking:
-            self._report(prefix, results, counts, summary)
+            self._report(prefix, results, summary)
         return logged
 
-    def _report(self, prefix: str, results: list[EvalSetResult], counts: dict, summary: dict) -> None:
+    def _report(self, prefix: str, results: list[EvalSetResult], summary: dict) -> None:
         """Counts go to the run's results file in the logger's folder (not to the metric curves); the table
         is printed once per evaluation outside ``fit``."""
         trainer = self.trainer
@@ -325,27 +302,20 @@ class TCCLIPModule(L.LightningModule):
         log_dir = trainer.log_dir  # a broadcast: every process asks
         if not trainer.is_global_zero:
             return
-        from tc_clip.results import append_eval_record
-
         fitting = trainer.state.fn == "fit"
-        dm = self._datamodule()
-        describe = getattr(dm, "describe", None)
-        record = {
-            "stage": prefix,
-            "epoch": trainer.current_epoch if fitting or self._loaded_epoch is None else self._loaded_epoch,
-            "step": trainer.global_step,
-            "ckpt_path": None if fitting else trainer.ckpt_path,
-            "meta": describe() if callable(describe) else {},
-            "sets": [
-                {"name": r.name, "group": r.group, "role": r.role, "top1": r.top1, "top5": r.top5,
-                 "videos": counts[r.name][0], "skipped": counts[r.name][1]}
-                for r in results
-            ],
-            "summary": summary,
-        }
+        describe = getattr(self._datamodule(), "describe", None)
+        record = eval_record(
+            prefix,
+            epoch=trainer.current_epoch if fitting or self._loaded_epoch is None else self._loaded_epoch,
+            step=trainer.global_step,
+            results=results,
+            summary=summary,
+            meta=describe() if callable(describe) else {},
+            ckpt_path=None if fitting else trainer.ckpt_path,
+        )
         append_eval_record(log_dir, record)
         if not fitting:
-            print(format_table(prefix, results, counts, summary))
+            print(format_table(prefix, results, summary))
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("validate")

@@ -33,7 +33,7 @@ def clip_file(tmp_path_factory):
 
 
 def release_layout():
-    from test_checkpoints import to_release_layout
+    from release_helpers import to_release_layout
 
     return to_release_layout(TCCLIP.from_clip("tiny", class_names=NAMES, num_frames=2))
 

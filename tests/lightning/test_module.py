@@ -4,7 +4,6 @@ Trainer run, multi-view evaluation, vocabulary switching per dataloader, predict
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import lightning as L
 import pytest
@@ -12,20 +11,13 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
+from tc_clip.data import EvalSetInfo
 from tc_clip.lightning import TCCLIPModule
 from tc_clip.lightning.schedule import release_cosine_lr
 from tc_clip.model import TCCLIPConfig
 from tc_clip.results import read_eval_records
 
 TINY = dict(num_frames=4, num_context_tokens=16, merge_step=20)
-
-
-@dataclass
-class Info:
-    name: str
-    class_names: list[str]
-    group: str | None = None
-    role: str | None = None
 
 
 class Clips(Dataset):
@@ -67,8 +59,8 @@ class FakeData(L.LightningDataModule):
 
     def eval_sets(self, stage):
         if stage == "predict":
-            return [Info("predict", self.train_class_names)]
-        return [Info("main", self.train_class_names), Info("other", ["EatFood", "drink_water"])]
+            return [EvalSetInfo("predict", self.train_class_names)]
+        return [EvalSetInfo("main", self.train_class_names), EvalSetInfo("other", ["EatFood", "drink_water"])]
 
 
 def make_module(**kw):
@@ -203,8 +195,8 @@ def test_eval_records_and_one_table_per_stage(tmp_path, capsys):
     data = FakeData(val_sizes=(5, 3))
     data.describe = lambda: {"protocol": "zero_shot", "benchmark": "fake", "shot": None, "seed": None,
                              "train_list": None}
-    data.eval_sets = lambda stage: [Info("fake/split1", FakeData.train_class_names, "fake"),
-                                    Info("fake/split2", ["EatFood", "drink_water"], "fake")]
+    data.eval_sets = lambda stage: [EvalSetInfo("fake/split1", FakeData.train_class_names, "fake"),
+                                    EvalSetInfo("fake/split2", ["EatFood", "drink_water"], "fake")]
     logger = CSVLogger(tmp_path, name="")
     out = trainer(logger=logger).test(module, data, verbose=False)[0]
     splits = (out["test/fake/split1/top1"], out["test/fake/split2/top1"])

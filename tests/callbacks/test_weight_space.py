@@ -1,6 +1,6 @@
-"""Weight-space ensembling (SPEC §6): the interpolation itself, the WeightSpaceEnsemble callback (swap,
-restore, checkpoints), the WeightSpaceSweep callback (files equal to single-ratio runs, the plot), the
-configs from the CLI, and bad input. Tiny random CLIP, 64x64 frames, synthetic videos."""
+"""Weight-space ensembling callbacks (SPEC §6): WeightSpaceEnsemble (swap, restore, checkpoints),
+WeightSpaceSweep (files equal to single-ratio runs, the plot), the configs from the CLI (and their old class
+paths), and bad input. Tiny random CLIP, 64x64 frames, synthetic videos."""
 
 from __future__ import annotations
 
@@ -15,27 +15,19 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
-from tc_clip import ensemble as E
-from tc_clip import results as R
-from tc_clip.callbacks.ensemble import WeightSpaceEnsemble, WeightSpaceSweep
-from tc_clip.data import VideoDataModule, synthetic
+from tc_clip.callbacks import WeightSpaceEnsemble, WeightSpaceSweep
+from tc_clip.data import EvalSetInfo, VideoDataModule, synthetic
 from tc_clip.lightning import TCCLIPModule
-from tc_clip.model import TCCLIPConfig, create_clip
+from tc_clip.model import TCCLIPConfig, wise
+from wise_helpers import TINY, check_png, fine_tune, save_tiny_clip
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = dict(num_frames=4, num_context_tokens=16, merge_step=20)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------------ helpers
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory) -> Path:
-    """A random tiny CLIP saved as a plain state dict: "the CLIP the model was fine-tuned from"."""
-    torch.manual_seed(0)
-    clip, _ = create_clip("tiny")
-    path = tmp_path_factory.mktemp("clip") / "tiny_clip.pt"
-    torch.save(clip.state_dict(), path)
-    return path
+    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")
 
 
 def finetuned_module(clip_file: Path, seed: int = 1, **config) -> TCCLIPModule:
@@ -46,11 +38,7 @@ def finetuned_module(clip_file: Path, seed: int = 1, **config) -> TCCLIPModule:
         config=TCCLIPConfig(**{**TINY, **config}),
         class_names=["RunFast", "jump_high", "Swim"],
     )
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return module
+    return fine_tune(module, seed)
 
 
 def state(module) -> dict[str, torch.Tensor]:
@@ -87,8 +75,6 @@ class FakeData(L.LightningDataModule):
         return self.val_dataloader()
 
     def eval_sets(self, stage):
-        from tc_clip.data import EvalSetInfo
-
         return [EvalSetInfo("main", self.train_class_names), EvalSetInfo("other", ["EatFood", "drink_water"])]
 
 
@@ -123,78 +109,6 @@ class Probe(Callback):
         self._grab("fit-validate" if trainer.state.fn == "fit" else "validate", pl_module)
 
 
-# ------------------------------------------------------------------------------------ interpolation
-@pytest.mark.parametrize("pos", ["space", "joint"])
-def test_interpolation_exact_per_parameter(clip_file, pos):
-    module = finetuned_module(clip_file, positional_embedding=pos)
-    model, clip = module.model, E.load_clip_state(clip_file, model=module.model)
-    ft = state(module)
-    alpha = 0.3
-    original = E.interpolate(model, clip, alpha)
-    now = state(module)
-    shared = set(E.shared_keys(model))
-    assert shared == set(clip) and {"visual.local_global_bias.1", "prompt_ctx"}.isdisjoint(shared)
-    for key, value in now.items():
-        if key in shared:
-            expected = ((1 - alpha) * clip[key] + alpha * ft[key]).expand_as(ft[key])
-            assert torch.equal(value, expected), key
-            assert torch.equal(original[key], ft[key]), key
-        else:  # local-global bias, prompt vectors, VP block: the fine-tuned values, untouched
-            assert torch.equal(value, ft[key]), key
-            assert key not in original
-    if pos == "joint":
-        assert now["visual.positional_embedding"].shape == (TINY["num_frames"], 65, 64)
-    E.restore(model, original)
-    assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
-    # inplace=False: the ensembled values are returned, the model is not touched
-    mixed = E.interpolate(model, clip, alpha, inplace=False)
-    assert all(torch.equal(mixed[k], now[k]) for k in mixed) and all(
-        torch.equal(v, ft[k]) for k, v in state(module).items()
-    )
-
-
-def test_alpha_endpoints_and_text_cache(clip_file):
-    module = finetuned_module(clip_file).eval()
-    model, clip = module.model, E.load_clip_state(clip_file, model=module.model)
-    video = torch.randn(2, TINY["num_frames"], 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    ft = state(module)
-    with torch.no_grad():
-        ref = model(video)  # fills the text cache with the fine-tuned weights
-        with E.ensembled(model, clip, 1.0):
-            assert torch.equal(model(video), ref)
-        with E.ensembled(model, clip, 0.0):
-            now = state(module)
-            for key in E.shared_keys(model):  # CLIP's weights for every shared parameter
-                assert torch.equal(now[key], clip[key].expand_as(now[key])), key
-            for key in ("prompt_ctx", "visual.local_global_bias.1", "vp_blocks.0.ln_1_kv.weight"):
-                assert torch.equal(now[key], ft[key])
-            assert not torch.allclose(model(video), ref)  # the cached text states were rebuilt
-        assert torch.equal(model(video), ref)  # and again after restoring
-    # a copy and the file written on purpose
-    copy = E.ensembled_copy(model, clip, 0.0)
-    assert torch.equal(copy.visual.proj, clip["visual.proj"]) and torch.equal(
-        model.visual.proj, ft["visual.proj"]
-    )
-
-
-def test_load_clip_state_forms(clip_file, tmp_path):
-    module = finetuned_module(clip_file)
-    plain = torch.load(clip_file, weights_only=True)
-    torch.save({"state_dict": {f"module.{k}": v for k, v in plain.items()}}, tmp_path / "oc.pt")
-    from_oc = E.load_clip_state(tmp_path / "oc.pt", model=module.model)
-    assert set(from_oc) == set(plain) and all(torch.equal(from_oc[k], plain[k]) for k in plain)
-    E.save_ensembled(module.model, plain, 0.5, tmp_path / "wise.pt")
-    from tc_clip.model import TCCLIP
-
-    loaded = TCCLIP.load(tmp_path / "wise.pt")
-    expected = E.ensembled_state_dict(module.model, plain, 0.5)
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
-    with pytest.raises(ValueError, match="no CLIP weights"):
-        E.load_clip_state(None)
-    with pytest.raises(ValueError, match="model name"):
-        E.load_clip_state("openai", model_name="tiny")
-
-
 # ---------------------------------------------------------------------------------------- bad input
 def test_bad_inputs_raise_before_anything_changes(clip_file, tmp_path):
     module = finetuned_module(clip_file)
@@ -206,7 +120,7 @@ def test_bad_inputs_raise_before_anything_changes(clip_file, tmp_path):
     del bad["text_projection"]
     bad["visual.extra"] = torch.zeros(1)
     with pytest.raises(ValueError) as err:
-        E.interpolate(model, bad, 0.5)
+        wise.interpolate(model, bad, 0.5)
     msg = str(err.value)
     for part in (
         "visual.proj: model (64, 64), CLIP weights (64, 32)",
@@ -218,7 +132,7 @@ def test_bad_inputs_raise_before_anything_changes(clip_file, tmp_path):
     assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
     for alpha in (-0.1, 1.5, float("nan"), "0.5", True, None):
         with pytest.raises(ValueError, match="alpha"):
-            E.interpolate(model, clip, alpha)
+            wise.interpolate(model, clip, alpha)
         with pytest.raises(ValueError, match="alpha"):
             WeightSpaceEnsemble(alpha=alpha, clip_weights=str(clip_file))
     with pytest.raises(ValueError, match="empty"):
@@ -226,7 +140,7 @@ def test_bad_inputs_raise_before_anything_changes(clip_file, tmp_path):
     with pytest.raises(ValueError, match="alpha"):
         WeightSpaceSweep(alphas=[0.0, 1.2], clip_weights=str(clip_file))
     with pytest.raises(ValueError, match="twice"):
-        E.check_alphas([0.5, 0.5])
+        wise.check_alphas([0.5, 0.5])
     with pytest.raises(ValueError, match="stages"):
         WeightSpaceEnsemble(stages=["train"])
     assert all(torch.equal(v, ft[k]) for k, v in state(module).items())
@@ -255,7 +169,7 @@ def test_bad_inputs_raise_before_anything_changes(clip_file, tmp_path):
 def test_ensemble_callback_swaps_and_restores(clip_file):
     module = finetuned_module(clip_file)
     ft = state(module)
-    clip = E.load_clip_state(clip_file)
+    clip = wise.load_clip_state(clip_file)
     plain = trainer().test(module, datamodule=FakeData(), verbose=False)[0]
 
     probe = Probe()
@@ -264,7 +178,7 @@ def test_ensemble_callback_swaps_and_restores(clip_file):
         module, datamodule=FakeData(), verbose=False
     )[0]
     seen = probe.seen["test"]
-    expected = E.ensembled_state_dict(module.model, clip, 0.6)
+    expected = wise.ensembled_state_dict(module.model, clip, 0.6)
     assert all(torch.equal(seen[k], expected[k]) for k in seen)
     assert all(torch.equal(v, ft[k]) for k, v in state(module).items())  # restored after test
     assert out["test/main/top1"] == out["test/main/top1"] and set(out) == set(plain)
@@ -287,7 +201,7 @@ def test_ensemble_callback_swaps_and_restores(clip_file):
 
 
 def test_checkpoints_never_hold_ensembled_weights(clip_file, tmp_path):
-    clip = E.load_clip_state(clip_file)
+    clip = wise.load_clip_state(clip_file)
 
     class SaveDuringValidation(Callback):
         """Writes a checkpoint while the ensemble is active (the worst case)."""
@@ -411,50 +325,6 @@ def test_sweep_matches_single_ratio_runs(clip_file, synthetic_root, tmp_path):
     check_png(png)
 
 
-def check_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
-    import matplotlib.image
-
-    image = matplotlib.image.imread(str(path))
-    assert image.shape[0] > 300 and image.shape[1] > 400
-    assert float(image[..., :3].std()) > 0.05  # axes, points and labels drawn, not a blank canvas
-
-
-def test_report_command_combines_sweeps(tmp_path):
-    rows = []
-    for alpha in (0.0, 0.5, 1.0):
-        rows += [R.SetResult(alpha, "k400_val", 0.5 + 0.3 * alpha, 0.9, 10, 0)]
-        rows += [
-            R.SetResult(alpha, f"hmdb51_split{i}", 0.5 - 0.1 * alpha + 0.01 * i, 0.8, 5, 0, group="hmdb51")
-            for i in (1, 2, 3)
-        ]
-        rows += [R.SetResult(alpha, "ucf101_split1", 0.7 - 0.2 * alpha, 0.9, 5, 0, group="ucf101")]
-    R.write_sweep_csv(tmp_path / "k400.csv", [r for r in rows if r.eval_set == "k400_val"])
-    R.write_sweep_csv(tmp_path / "zs.csv", [r for r in rows if r.eval_set != "k400_val"])
-    assert R.read_sweep_csv(tmp_path / "zs.csv") == [r for r in rows if r.eval_set != "k400_val"]
-    points = R.tradeoff_points(rows, "k400_val", ["hmdb51", "ucf101"])
-    hmdb = {a: sum(0.5 - 0.1 * a + 0.01 * i for i in (1, 2, 3)) / 3 for a in (0.0, 0.5, 1.0)}
-    for p in points:  # a group counts once, as the mean of its splits
-        assert p.zero_shot_top1 == pytest.approx((hmdb[p.alpha] + 0.7 - 0.2 * p.alpha) / 2)
-        assert p.finetune_top1 == pytest.approx(0.5 + 0.3 * p.alpha)
-    out = tmp_path / "plot"
-    args = [str(tmp_path / "k400.csv"), str(tmp_path / "zs.csv"), "--finetune-set", "k400_val",
-            "--zero-shot-sets", "hmdb51", "ucf101", "--baseline", f"ViFi={tmp_path / 'zs.csv'}", "-o", str(out)]
-    assert R.report_main(args) == 0
-    check_png(out / "wise_tradeoff.png")
-    assert json.loads((out / "wise_sweep.json").read_text())["results"][0]["zero_shot"].keys() == {
-        "hmdb51",
-        "ucf101",
-    }
-    with open(out / "wise_tradeoff.csv") as f:  # the report's table: one row per ratio
-        table = list(csv.DictReader(f))
-    assert [float(r["alpha"]) for r in table] == [p.alpha for p in points]
-    assert [float(r["k400_val"]) for r in table] == pytest.approx([100 * p.finetune_top1 for p in points])
-    assert "## Weight-space ensembling" in (out / "report.md").read_text()
-    assert R.report_main([str(tmp_path / "k400.csv"), "--finetune-set", "nope", "-o", str(out)]) == 2
-
-
 # ------------------------------------------------------------------------------------------- CLI
 def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
     from tc_clip.cli import main
@@ -476,7 +346,7 @@ def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
             )
         assert exit_.value.code in (0, None)
         text = capsys.readouterr().out
-        assert f"tc_clip.callbacks.ensemble.{cls}" in text or f"tc_clip.callbacks.{cls}" in text
+        assert f"class_path: tc_clip.callbacks.{cls}" in text
 
     # a checkpoint of a "fine-tuned" tiny model, then tc-clip test with each overlay
     module = finetuned_module(clip_file, num_frames=8, num_context_tokens=16, merge_step=40)
@@ -535,6 +405,22 @@ def test_configs_from_the_cli(clip_file, synthetic_root, tmp_path, capsys):
     assert float(row["top1"]) == pytest.approx(float(wise[0][key]))
 
 
+def test_the_old_class_path_of_a_config_still_loads_with_a_warning(tmp_path, capsys):
+    from tc_clip.cli import main
+
+    overlay = tmp_path / "old_wise.yaml"
+    overlay.write_text((REPO / "configs/zero_shot_k400_wise.yaml").read_text().replace(
+        "tc_clip.callbacks.WeightSpaceEnsemble", "tc_clip.callbacks.ensemble.WeightSpaceEnsemble"))
+    assert "tc_clip.callbacks.ensemble.WeightSpaceEnsemble" in overlay.read_text()
+    with pytest.warns(DeprecationWarning, match="tc_clip.callbacks.ensemble.WeightSpaceEnsemble moved to "
+                                                "tc_clip.callbacks.weight_ensemble.WeightSpaceEnsemble"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["test", "--config", str(REPO / "configs/zero_shot_k400.yaml"), "--config", str(overlay),
+                  "--print_config"])
+    assert exit_.value.code in (0, None)
+    assert "WeightSpaceEnsemble" in capsys.readouterr().out
+
+
 def test_sweep_in_validate_and_not_inside_fit(clip_file, tmp_path):
     module = finetuned_module(clip_file)
     sweep = WeightSpaceSweep(
@@ -551,7 +437,7 @@ def test_sweep_in_validate_and_not_inside_fit(clip_file, tmp_path):
         "wise_sweep_validate.json",
         "wise_sweep_validate.png",
     ]
-    assert [(r.alpha, r.eval_set, r.stage) for r in sweep.results["validate"]] == [
+    assert [(r.alpha, r.name, r.stage) for r in sweep.results["validate"]] == [
         (a, s, "validate") for a in (0.2, 0.9) for s in ("main", "other")
     ]
     assert all(torch.equal(v, ft[k]) for k, v in state(module).items())

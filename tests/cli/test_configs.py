@@ -18,7 +18,7 @@ from tc_clip.cli import build_cli
 from tc_clip.data import synthetic
 from tc_clip.results import read_eval_records
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 
 # SPEC section 5: epochs, warm-up epochs, global batch, lr, lr_min, test views (temporal x crops)

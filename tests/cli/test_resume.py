@@ -5,43 +5,16 @@ Also the sampler and per-sample seeding on their own."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
+from run_helpers import DEMO, run_cli
 from tc_clip.data.sampler import ResumableSampler, SeededDataset, SeededIndex, derive_seed
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = str(REPO / "configs" / "demo.yaml")
 STEPS_PER_EPOCH = 6  # 12 training videos, batch 2
-
-
-class KillAt(L.Callback):
-    """Test helper: the process SIGKILLs itself when training reaches ``global_step``: before that step's
-    batch runs (the checkpoint of the previous step, if any, is written), or with ``in_validation`` in the
-    first validation batch after it."""
-
-    def __init__(self, global_step: int, in_validation: bool = False) -> None:
-        self.global_step = global_step
-        self.in_validation = in_validation
-
-    def _kill(self, trainer) -> None:
-        if trainer.global_step == self.global_step and not trainer.sanity_checking:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if not self.in_validation:
-            self._kill(trainer)
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.in_validation:
-            self._kill(trainer)
 
 
 def fit_args(cache: Path, root: Path, workers: int) -> list[str]:
@@ -54,13 +27,6 @@ def fit_args(cache: Path, root: Path, workers: int) -> list[str]:
         "--model.mixup_alpha", "0.8", "--model.cutmix_alpha", "1.0",  # the per-batch draws are resumed too
         "--last_every_n_steps", "2", "--trainer.log_every_n_steps", "1",
     ]
-
-
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
-    return subprocess.run([sys.executable, "-m", "tc_clip.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -98,7 +64,7 @@ def test_killed_and_resumed_run_ends_bit_identical(reference, tmp_path, workers,
     cache, expected, ref_dir = reference
     root = tmp_path / "runs"
     args = fit_args(cache, root, workers)
-    killed = run_cli(args + ["--trainer.callbacks+=test_resume.KillAt", f"--trainer.callbacks.global_step={kill_at}",
+    killed = run_cli(args + ["--trainer.callbacks+=run_helpers.KillAt", f"--trainer.callbacks.global_step={kill_at}",
                              f"--trainer.callbacks.in_validation={in_validation}"], tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
     last = root / "version_0/checkpoints/last.ckpt"

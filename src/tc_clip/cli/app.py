@@ -1,12 +1,4 @@
-"""The ``tc-clip`` command: Lightning CLI for TC-CLIP.
-
-    tc-clip fit      --config configs/few_shot_hmdb.yaml --data.root /data/hmdb51 \
-                     --model.pretrained ViT-B-16.pt
-    tc-clip validate --config configs/few_shot_hmdb.yaml --ckpt_path last
-    tc-clip test     --config configs/zero_shot_k400.yaml --model.release_checkpoint zero_shot_k400.pth
-    tc-clip predict  --config configs/demo.yaml --ckpt_path last
-    tc-clip fit      --config configs/demo.yaml --print_config
-    tc-clip check-data --config configs/few_shot_hmdb.yaml
+"""``tc-clip fit|validate|test|predict``: :class:`TCCLIPCLI`, a LightningCLI with TC-CLIP's defaults.
 
 Everything is ``LightningCLI`` (jsonargparse): ``--model.*`` are :class:`TCCLIPModule`'s arguments,
 ``--data`` is any data module (``class_path`` + ``init_args``), ``--trainer.*`` the Trainer's,
@@ -27,8 +19,7 @@ before anything is built. On top of plain LightningCLI:
 * ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
   configured (``--trainer.callbacks+=tc_clip.callbacks.PredictionWriter
   --trainer.callbacks.output_path preds.json``);
-* ``check-data`` and ``pack`` take the same ``--config`` / ``--data.*`` options as ``fit`` and build only
-  the data module; ``report RUNS...`` turns finished runs into the paper's tables.
+* the data commands (:mod:`tc_clip.cli.data_commands`) parse their options with the same parser.
 
 Configs run on the machine at hand: ``trainer.precision: null`` picks bf16-mixed (16-mixed without bf16) on
 GPUs and 32-true on CPU; ``global_batch_size`` fixes the global batch and the gradient accumulation follows
@@ -55,24 +46,23 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from tc_clip.callbacks.predict_writer import PredictionWriter
-from tc_clip.cli_options import accumulation_for, auto_precision, checkpoint_model_options
-from tc_clip.lightning.callbacks import FitSummary, NovelAtBestBase, ValidateAtFitEnd
-from tc_clip.lightning.checkpointing import (
-    CheckpointError,
-    ContinuingCSVLogger,
+from tc_clip.callbacks import (
+    FitSummary,
     LastCheckpoint,
+    NonFiniteError,
+    NonFiniteGuard,
+    NovelAtBestBase,
+    PredictionWriter,
     SamplerResume,
-    resolve_ckpt_path,
-    resume_point,
+    ValidateAtFitEnd,
 )
-from tc_clip.lightning.guards import NonFiniteError, NonFiniteGuard
+from tc_clip.cli.options import accumulation_for, auto_precision, checkpoint_model_options
+from tc_clip.cli.runs import ContinuingCSVLogger, resolve_ckpt_path, resume_point
 from tc_clip.lightning.module import TCCLIPModule
-from tc_clip.model.serialization import CheckpointError as ModelCheckpointError
+from tc_clip.model import CheckpointError
 
 DEFAULT_ROOT_DIR = "runs"
 LAST_EVERY_N_STEPS = 200
-DATA_COMMANDS = ("check-data", "pack")
 
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "checkpoint.monitor": None,  # null: top-1 of the first validation set (configs name their metric)
@@ -323,27 +313,14 @@ def configure_fit(cli: LightningCLI) -> None:
     trainer.callbacks[first_ckpt:first_ckpt] = extra
 
 
-_USER_ERRORS = (NonFiniteError, ModelCheckpointError)  # the Lightning-side CheckpointError is one too
+_USER_ERRORS = (NonFiniteError, CheckpointError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tc-clip`` console script."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in DATA_COMMANDS:
-        from tc_clip.data_commands import run_data_command
-
-        return run_data_command(words[0], words[1:])
-    if words and words[0] == "report":
-        from tc_clip.results import report_main
-
-        return int(report_main(words[1:]) or 0)
+def run(argv: Sequence[str] | None = None) -> int:
+    """``tc-clip fit|validate|test|predict ...``; returns the exit status."""
     try:
         build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
     except _USER_ERRORS as err:  # already say what went wrong and where: no traceback on the console
         print(f"tc-clip: error: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,43 +11,11 @@ import open_clip
 import pytest
 import torch
 
-from release_helpers import REAL_OMEGACONF_PICKLE, save_release
+from release_helpers import NAMES, REAL_OMEGACONF_PICKLE, save_release, to_release_layout
 from tc_clip import TCCLIP, TCCLIPConfig
 from tc_clip.model import TINY_CLIP_CFG, CheckpointError, CLIPWeightsError, create_clip, load_clip_state_dict
 from tc_clip.model.checkpoint import release_settings
 from tc_clip.model.serialization import RestrictedUnpickler, to_plain
-
-NAMES = ["archery", "bowling", "ApplyEyeMakeup"]
-
-
-def to_release_layout(model: TCCLIP, split_qkv: bool = True) -> dict[str, torch.Tensor]:
-    """Write a TCCLIP state dict the way the authors' release stores it (SPEC section 4). Baseline files
-    (``split_qkv=False``) keep the vision attention as ``attn.in_proj_weight``."""
-    out = {}
-    for key, value in model.state_dict().items():
-        if key == "token_embedding.weight":
-            continue
-        if key == "prompt_ctx":
-            out["prompt_learner.ctx"] = value
-        elif key.startswith("visual.local_global_bias."):
-            layer = key.rsplit(".", 1)[1]
-            out[f"image_encoder.transformer.resblocks.{layer}.attn.local_global_bias_table"] = value
-        elif split_qkv and key.startswith("visual.") and key.endswith(("attn.in_proj_weight", "attn.in_proj_bias")):
-            base = key.removeprefix("visual.").rsplit(".", 1)[0]
-            kind = "weight" if key.endswith("weight") else "bias"
-            for name, part in zip("qkv", value.chunk(3), strict=True):
-                out[f"image_encoder.{base}.{name}_proj.{kind}"] = part.clone()
-        elif key.startswith("visual."):
-            out["image_encoder." + key.removeprefix("visual.")] = value
-        elif key.startswith("vp_blocks."):
-            out["text_encoder.prompt_generation_layer." + key.removeprefix("vp_blocks.")] = value
-        elif key == "logit_scale":
-            out[key] = value
-        else:
-            out["text_encoder." + key] = value
-    out["prompt_learner.token_prefix"] = torch.zeros(len(NAMES), 1, 512)
-    out["prompt_learner.token_suffix"] = torch.zeros(len(NAMES), 72, 512)
-    return {"module." + k: v for k, v in out.items()}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Pure pieces of the training recipe: summaries, schedule, mixing, view aggregation, the DDP-safe metric."""
+"""Pure pieces of the training recipe: schedule, mixing, the video score, the DDP-safe metric."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views, first_occurrence
+from tc_clip.lightning.metrics import EvalSetAccuracy, aggregate_views, first_occurrence, video_scores
 from tc_clip.lightning.mixing import VideoMixup, cutmix_box, smooth_one_hot, soft_target_cross_entropy
 from tc_clip.lightning.schedule import (
     WarmupCosineFactor,
@@ -15,88 +15,6 @@ from tc_clip.lightning.schedule import (
     warmup_cosine_lr,
     warmup_cosine_scheduler,
 )
-from tc_clip.lightning.summary import (
-    EvalSetResult,
-    base_novel_summary,
-    few_shot_average,
-    group_mean_std,
-    harmonic_mean,
-    mean_std,
-    primary_top1,
-    summarize,
-)
-
-# ------------------------------------------------------------------------------------------ summaries
-
-
-def test_mean_std_is_population_std():
-    mean, std = mean_std([0.5, 0.6, 0.7])
-    assert mean == pytest.approx(0.6)
-    assert std == pytest.approx(math.sqrt(((0.1**2) * 2) / 3))
-    assert mean_std([0.3]) == (0.3, 0.0)
-    with pytest.raises(ValueError):
-        mean_std([])
-
-
-def test_harmonic_mean_known_values():
-    assert harmonic_mean(0.8, 0.6) == pytest.approx(2 * 0.8 * 0.6 / 1.4)
-    assert harmonic_mean(0.5, 0.5) == pytest.approx(0.5)
-    assert harmonic_mean(0.0, 0.0) == 0.0
-    assert harmonic_mean(1.0, 0.0) == 0.0
-    assert harmonic_mean(80.0, 60.0) == pytest.approx(68.5714, abs=1e-4)  # unit-free (percentages)
-
-
-def _zero_shot_results():
-    return [
-        EvalSetResult("hmdb_split1", 0.50, 0.80, group="hmdb51"),
-        EvalSetResult("hmdb_split2", 0.56, 0.82, group="hmdb51"),
-        EvalSetResult("hmdb_split3", 0.56, 0.84, group="hmdb51"),
-        EvalSetResult("ucf_split1", 0.80, 0.95, group="ucf101"),
-        EvalSetResult("ucf_split2", 0.84, 0.97, group="ucf101"),
-        EvalSetResult("ucf_split3", 0.82, 0.96, group="ucf101"),
-    ]
-
-
-def test_zero_shot_mean_std_per_group():
-    out = group_mean_std(_zero_shot_results())
-    assert set(out) == {"hmdb51", "ucf101"}
-    assert out["hmdb51"][0] == pytest.approx(0.54)
-    assert out["hmdb51"][1] == pytest.approx(math.sqrt((0.04**2 + 0.02**2 + 0.02**2) / 3))
-    assert out["ucf101"] == (pytest.approx(0.82), pytest.approx(math.sqrt((0.02**2 + 0.02**2) / 3)))
-    flat = summarize(_zero_shot_results())
-    assert flat["hmdb51/top1_mean"] == pytest.approx(0.54)
-    assert flat["ucf101/top5_mean"] == pytest.approx(0.96)
-    # no unnamed alias, and no mean +- std of a single set
-    assert "top1" not in flat
-    assert summarize([EvalSetResult("hmdb51/split1", 0.5, 0.8, group="hmdb51")]) == {}
-
-
-def test_base_to_novel_summary():
-    results = [
-        EvalSetResult("k400_base", 0.789, group="k400", role="base"),
-        EvalSetResult("k400_novel", 0.636, group="k400", role="novel"),
-        EvalSetResult("hmdb_base", 0.7, group="hmdb", role="base"),
-        EvalSetResult("hmdb_novel", 0.5, group="hmdb", role="novel"),
-    ]
-    out = base_novel_summary(results)
-    assert out["k400"]["hm"] == pytest.approx(2 * 0.789 * 0.636 / (0.789 + 0.636))
-    assert out["hmdb"] == {"base": 0.7, "novel": 0.5, "hm": pytest.approx(0.7 * 0.5 * 2 / 1.2)}
-    flat = summarize(results)
-    assert flat["hmdb/hm"] == pytest.approx(0.583333, abs=1e-6)
-    assert set(flat) == {f"{g}/{k}" for g in ("k400", "hmdb") for k in ("base", "novel", "hm")}
-    # base/novel sets stay out of the zero-shot mean ± std
-    assert group_mean_std(results) == {}
-    with pytest.raises(ValueError, match="two 'base'"):
-        base_novel_summary(results + [EvalSetResult("x", 0.1, group="k400", role="base")])
-
-
-def test_few_shot_average_and_primary():
-    assert few_shot_average({2: 0.4, 4: 0.5, 8: 0.6, 16: 0.7}) == pytest.approx(0.55)
-    # a single set: its own top-1
-    assert primary_top1([EvalSetResult("val", 0.3)]) == 0.3
-    # ungrouped sets count one each
-    assert primary_top1([EvalSetResult("a", 0.2), EvalSetResult("b", 0.4)]) == pytest.approx(0.3)
-
 
 # ------------------------------------------------------------------------------------------- schedule
 
@@ -250,6 +168,26 @@ def test_aggregate_views_softmax_then_sum():
     assert logits.sum(1).argmax().item() == 0
     with pytest.raises(ValueError):
         aggregate_views(torch.zeros(2, 3))
+
+
+def test_video_scores_sum_the_softmax_of_every_view_in_chunks_or_not():
+    weight = torch.randn(2 * 3 * 2 * 2, 5, generator=torch.Generator().manual_seed(0))
+    calls = []
+
+    def forward(clips):  # [N, T, 3, H, W] -> [N, 5] logits
+        calls.append(len(clips))
+        return clips.flatten(1) @ weight
+
+    video = torch.randn(4, 3, 2, 3, 2, 2, generator=torch.Generator().manual_seed(1))  # B=4 videos, V=3 views
+    whole = video_scores(forward, video)
+    assert calls == [12]
+    expected = aggregate_views((video.flatten(0, 1).flatten(1) @ weight).view(4, 3, 5))
+    assert torch.allclose(whole, expected) and torch.allclose(whole.sum(-1), torch.full((4,), 3.0))
+    calls.clear()
+    assert torch.allclose(video_scores(forward, video, views_per_forward=5), whole)
+    assert calls == [5, 5, 2]
+    one_view = video_scores(forward, video[:, 0])  # [B, T, 3, H, W]: one view
+    assert torch.allclose(one_view, video_scores(forward, video[:, :1]))
 
 
 def test_eval_set_accuracy_dedupes_and_counts():

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tc_clip import results as R
+from tc_clip.cli.report import main as report_main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -205,7 +206,7 @@ def test_report_command_writes_markdown_csv_and_plot(tmp_path, capsys):
     b2n_runs(runs / "b2n")
     zero_shot_runs(runs / "zs")
     out = tmp_path / "report"
-    assert R.report_main([str(runs), "-o", str(out)]) == 0
+    assert report_main([str(runs), "-o", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert capsys.readouterr().out.strip() == text.strip()
     for title in ("## Few-shot top-1 (%)", "## Few-shot runs", "## Base-to-novel top-1 (%)", "## Zero-shot top-1"):
@@ -242,6 +243,6 @@ def test_report_command_writes_markdown_csv_and_plot(tmp_path, capsys):
 def test_bad_runs_are_named(tmp_path, capsys, make, message):
     run = tmp_path / "bad_run"
     make(run)
-    assert R.report_main([str(run), "-o", str(tmp_path / "out")]) == 2
+    assert report_main([str(run), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and "bad_run" in err

@@ -21,7 +21,7 @@ from tc_clip.data import synthetic
 from tc_clip.lightning import TCCLIPModule
 from tc_clip.results import read_eval_records
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "configs" / "demo.yaml")
 GEN = dict(num_classes=3, videos_per_class=4, val_per_class=3)  # 12 train, 9 val videos (odd on purpose)
 
@@ -222,10 +222,9 @@ def test_pack_and_report_are_wired(monkeypatch, cache, tmp_path, capsys):
     dm, output_dir, stage = calls["pack"]
     assert type(dm).__name__ == "SyntheticVideoDataModule" and output_dir == out and stage == "validate"
     assert "videos: 12" in capsys.readouterr().out
-    import tc_clip.results
+    import tc_clip.cli.report
 
-    monkeypatch.setattr(tc_clip.results, "report_main", lambda argv: calls.setdefault("report", argv) and 0,
-                        raising=False)
+    monkeypatch.setattr(tc_clip.cli.report, "main", lambda argv: calls.setdefault("report", argv) and 0)
     assert main(["report", "runs/a", "runs/b", "--format", "csv"]) == 0
     assert calls["report"] == ["runs/a", "runs/b", "--format", "csv"]
 
@@ -265,9 +264,9 @@ def test_test_subcommand_with_release_checkpoint(cache, tmp_path):
     """`tc-clip test --model.release_checkpoint X.pth --model.pretrained CLIP` (tiny stand-ins)."""
     import open_clip
 
+    from release_helpers import to_release_layout
     from tc_clip.cli import build_cli
     from tc_clip.model import TCCLIP, TINY_CLIP_CFG, TCCLIPConfig
-    from test_checkpoints import to_release_layout  # the release layout writer of the model tests
 
     tiny = TCCLIP.from_clip("tiny", config=TCCLIPConfig(num_frames=8, num_context_tokens=16, merge_step=40))
     release = tmp_path / "release.pth"
@@ -314,7 +313,7 @@ def test_precision_and_accumulation_follow_the_machine(cache, tmp_path, capsys):
 
 
 def test_auto_precision_on_gpus(monkeypatch):
-    from tc_clip.cli_options import auto_precision
+    from tc_clip.cli.options import auto_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -406,8 +405,8 @@ def test_wise_ft_test_command_with_a_moved_clip_file(cache, tmp_path, trained_wi
 
 def test_unreadable_training_video_is_replaced_counted_and_reported(tmp_path, capsys):
     """A long run survives a bad training video: it is replaced, named in a warning and counted in the summary."""
+    from tc_clip.cli.data_commands import build_datamodule
     from tc_clip.data import BadVideoWarning
-    from tc_clip.data_commands import build_datamodule
 
     cache = tmp_path / "cache"
     dm = build_datamodule(demo_args(cache, tmp_path / "runs"))  # the data module this fit will use

@@ -1,0 +1,71 @@
+"""``predict`` keeps finished rows when killed, and a rerun of the same prediction skips them
+(PredictionWriter)."""
+
+from __future__ import annotations
+
+import csv
+import signal
+from pathlib import Path
+
+import pytest
+
+from run_helpers import CountPredicted, demo_args, run_cli
+from tc_clip.cli import main
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo_cache")
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_killed_predict_keeps_its_rows_and_a_rerun_skips_them(cache, tmp_path):
+    root = tmp_path / "runs"
+    assert main(["fit", *demo_args(cache, root, "--trainer.max_epochs", "1",
+                                   "--trainer.limit_train_batches", "1")]) == 0
+    ckpt = root / "version_0/checkpoints/last.ckpt"
+    videos = next(p for p in cache.iterdir() if (p / "labels.csv").is_file()) / "videos"
+    n_videos = len([p for p in videos.rglob("*") if p.is_file()])
+    assert n_videos == 12 + 3
+    pred_root = tmp_path / "pred"
+    args = ["predict", *demo_args(cache, pred_root, "--data.predict_list", str(videos),
+                                  "--data.batch_size", "3", "--model.predict_top_k", "2"),
+            "--ckpt_path", str(ckpt)]
+    killed = run_cli(args + ["--trainer.callbacks+=run_helpers.KillAtPredictBatch",
+                              "--trainer.callbacks.batch=3"], tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    out = pred_root / "version_0/predictions.csv"
+    partial = _csv_rows(out)  # the 3 finished batches are in the file already
+    assert len(partial) == 9 and (pred_root / "version_0/predictions.csv.progress.jsonl").is_file()
+
+    # rerun in-process: continues the unfinished file, computes only the 6 videos left
+    CountPredicted.seen = []
+    assert main(args + ["--trainer.callbacks+=run_helpers.CountPredicted"]) == 0
+    done = {int(r["index"]) for r in partial}
+    assert sorted(CountPredicted.seen) == sorted(set(range(n_videos)) - done)
+    rows = _csv_rows(out)
+    assert [int(r["index"]) for r in rows] == list(range(n_videos))
+    assert len({r["path"] for r in rows}) == n_videos
+    assert {r["path"]: r["score_1"] for r in rows}.items() >= {r["path"]: r["score_1"] for r in partial}.items()
+    assert not (pred_root / "version_0/predictions.csv.progress.jsonl").exists()
+    assert not list(pred_root.glob("version_1/predictions.csv"))
+
+    # a finished file is not continued: a new run predicts every video again, in its own folder
+    CountPredicted.seen = []
+    assert main(args + ["--trainer.callbacks+=run_helpers.CountPredicted"]) == 0
+    assert len(CountPredicted.seen) == n_videos
+    assert _csv_rows(pred_root / "version_2/predictions.csv") == rows
+
+
+def test_progress_of_another_prediction_is_not_reused(tmp_path):
+    from tc_clip.callbacks.prediction_writer import read_progress
+
+    progress = tmp_path / "p.csv.progress.jsonl"
+    progress.write_text('{"fingerprint": "a"}\n{"index": 0}\n{"index": 1}\n{"ind')  # cut by a kill
+    assert read_progress(progress, "a") == [{"index": 0}, {"index": 1}]
+    assert read_progress(progress, "b") == []

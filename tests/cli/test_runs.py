@@ -1,0 +1,166 @@
+"""Run folders and ``--ckpt_path``: ``last`` stays within this run and skips broken files; a resumed run logs
+into its own folder; remote and planted-payload checkpoints never run code."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import logging
+import os
+import pathlib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from run_helpers import demo_args
+from tc_clip.cli import main
+from tc_clip.cli.runs import (
+    ContinuingCSVLogger,
+    find_last_checkpoint,
+    resolve_ckpt_path,
+    resume_point,
+    validate_checkpoint,
+)
+from tc_clip.model import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo_cache")
+
+
+# --------------------------------------------------------------------------- finding the last ckpt
+
+
+def _ckpt(path: Path, step: int, mtime: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "global_step": step}, path)
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_last_stays_in_this_run_and_skips_truncated_files(tmp_path, caplog):
+    root = tmp_path / "runs/exp_a"
+    now = time.time()
+    mine = _ckpt(root / "version_0/checkpoints/last.ckpt", 1, now - 30)
+    newer = _ckpt(root / "version_1/checkpoints/last.ckpt", 2, now - 20)
+    # another experiment nested under this root, and a sibling one: both newer, never chosen
+    _ckpt(root / "sweep/version_0/checkpoints/last.ckpt", 9, now)
+    _ckpt(tmp_path / "runs/exp_b/version_0/checkpoints/last.ckpt", 9, now)
+    with caplog.at_level(logging.INFO):
+        assert find_last_checkpoint(root) == str(newer)
+    assert f"resuming from {newer}" in caplog.text
+
+    # the newest file is truncated (a kill during the save): skipped with its name, the older one is used
+    data = newer.read_bytes()
+    newer.write_bytes(data[: len(data) // 2])
+    os.utime(newer, (now - 10, now - 10))
+    with pytest.warns(UserWarning, match=f"skipping {newer}: truncated"):
+        assert find_last_checkpoint(root) == str(mine)
+    # a checkpoint folder given explicitly is the only place searched
+    assert find_last_checkpoint(root, dirpath=tmp_path / "runs/exp_b/version_0/checkpoints").endswith(
+        "exp_b/version_0/checkpoints/last.ckpt"
+    )
+    assert find_last_checkpoint(tmp_path / "empty") is None
+
+
+def test_ckpt_path_last_without_a_readable_file(tmp_path):
+    root = tmp_path / "runs"
+    bad = root / "version_0/checkpoints/last.ckpt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="skipping"), pytest.raises(CheckpointError, match="no readable last"):
+        resolve_ckpt_path("last", "validate", root)
+    with pytest.warns(UserWarning, match="skipping"):
+        assert resolve_ckpt_path("last", "fit", root) == "last"  # fit starts from scratch (Lightning warns)
+    with pytest.raises(CheckpointError, match=f"cannot load {bad}: truncated or not a torch checkpoint"):
+        resolve_ckpt_path(str(bad), "validate", root)
+    with pytest.raises(CheckpointError, match="no such file"):
+        resolve_ckpt_path(str(root / "missing.ckpt"), "test", root)
+
+
+def test_resume_point_of_a_checkpoint(tmp_path):
+    ckpt = _ckpt(tmp_path / "runs/version_3/checkpoints/last.ckpt", 7, time.time())
+    assert resume_point(str(ckpt), tmp_path / "runs") == (3, 7)
+    assert resume_point(str(ckpt), tmp_path / "elsewhere") is None
+    assert resume_point(None, tmp_path / "runs") is None
+
+
+def test_csv_log_of_a_resumed_run_keeps_the_rows_before_the_checkpoint(tmp_path):
+    folder = tmp_path / "version_0"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text("epoch,step,train/loss\n0,3,1.5\n0,4,1.2\n0,5,1.1\n")
+    logger = ContinuingCSVLogger(save_dir=tmp_path, name="", version=0, resume_step=5)
+    logger.log_metrics({"train/loss": 1.0, "val/top1": 0.5}, step=5)
+    logger.save()
+    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    assert [(r["step"], r["train/loss"], r["val/top1"]) for r in rows] == [
+        ("3", "1.5", ""), ("4", "1.2", ""), ("5", "1.0", "0.5")
+    ]
+
+
+# ------------------------------------------------------------------------ code in checkpoint files
+
+
+class Payload:
+    """Unpickling this touches ``marker``: a stand-in for arbitrary code in a checkpoint file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def _planted(path: Path, marker: Path) -> Path:
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": 0, "extra": Payload(marker)}, path)
+    return path
+
+
+def test_local_planted_payload_never_runs(cache, tmp_path):
+    marker = tmp_path / "pwned"
+    evil = _planted(tmp_path / "evil.ckpt", marker)
+    with pytest.raises(SystemExit, match=f"cannot load {evil}: refused by torch's weights-only loader"):
+        main(["validate", *demo_args(cache, tmp_path / "runs"), "--ckpt_path", str(evil)])
+    assert not marker.exists()
+    # Lightning 2.6 itself reads local paths with weights_only=True (the default of torch.load)
+    from lightning.fabric.utilities.cloud_io import _load
+
+    with pytest.raises(Exception, match="Weights only load failed"):
+        _load(str(evil), map_location="cpu")
+    assert not marker.exists()
+    with pytest.raises(SystemExit, match="--weights_only false is refused"):
+        main(["validate", *demo_args(cache, tmp_path / "runs"), "--ckpt_path", str(evil), "--weights_only", "false"])
+    assert not marker.exists()
+
+
+def test_remote_checkpoint_url_is_refused_and_its_payload_never_runs(cache, tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    served = tmp_path / "served"
+    served.mkdir()
+    _planted(served / "evil.ckpt", marker)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # where a download would land
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/evil.ckpt"
+    try:
+        with pytest.raises(SystemExit, match="remote http\\(s\\) checkpoints are refused"):
+            main(["validate", *demo_args(cache, tmp_path / "runs"), "--ckpt_path", url])
+    finally:
+        server.shutdown()
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        resolve_ckpt_path("https://example.org/x.ckpt", "fit", tmp_path)
+
+
+def test_validate_checkpoint_accepts_a_real_lightning_checkpoint(tmp_path):
+    path = _ckpt(tmp_path / "ok.ckpt", 1, time.time())
+    validate_checkpoint(path)
+    torch.save({"model": {}}, tmp_path / "plain.pth")
+    with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
+        validate_checkpoint(tmp_path / "plain.pth")
