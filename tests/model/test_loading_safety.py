@@ -202,6 +202,14 @@ def test_a_release_config_that_contains_itself_is_a_checkpoint_error(tmp_path, o
     assert str(path) in str(err.value)
 
 
+def test_a_self_containing_file_moved_to_a_device_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "release.pth"
+    _self_containing_release(path, omegaconf=True)  # read by the restricted unpickler, then moved
+    with pytest.raises(CheckpointError, match="contains itself") as err:
+        safe_load(path, map_location="meta")
+    assert str(path) in str(err.value)
+
+
 def test_a_release_config_nested_too_deep_is_a_checkpoint_error(tmp_path):
     depth = 5000  # torch.save cannot write it (its pickler recurses): the pickle is written by hand
     deep = b"]" * depth + b"a" * (depth - 1)
