@@ -28,7 +28,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "NestingError", "Record", "RestrictedUnpickler", "safe_load", "to_plain", "torchscript_state_dict"]
+__all__ = [
+    "CheckpointError", "NestingError", "Record", "RestrictedUnpickler", "safe_load", "to_plain",
+    "torchscript_state_dict",
+]
 
 
 class CheckpointError(ValueError):
