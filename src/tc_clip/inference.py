@@ -82,9 +82,38 @@ def tiny_model(
     return model.eval()
 
 
-def _load_lightning(path: Path, map_location: str | torch.device, hparams: dict[str, Any]) -> TCCLIP:
+def _offline_hparams(path: Path, saved: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """What to pass ``load_from_checkpoint`` besides ``given`` so that the checkpoint's own hyper-parameters
+    build the model without the network: its ``model_name`` must be an architecture a file may name
+    (:func:`~tc_clip.model.clip_schema.check_model_name`), and a hub tag in its ``pretrained`` is not
+    fetched (the weights are in the checkpoint; the architecture the tag implies is kept)."""
+    from tc_clip.model.clip_schema import ClipConfigError, check_model_name
+    from tc_clip.model.factory import clip_config, hub_quick_gelu, is_local_weights
+
+    if not isinstance(saved, dict):
+        raise CheckpointError(path, f"its hyper_parameters are a {type(saved).__name__}, not a mapping")
+    name = given.get("model_name", saved.get("model_name", "ViT-B-16"))
+    if "model_name" not in given:
+        try:
+            check_model_name(name)
+        except ClipConfigError as err:
+            raise CheckpointError(path, f"its hyper-parameter {err.under('model_name')}") from None
+    pretrained = saved.get("pretrained")
+    if "pretrained" in given or not isinstance(pretrained, str) or is_local_weights(pretrained):
+        return {}
+    if saved.get("release_checkpoint") and "release_checkpoint" not in given:
+        raise CheckpointError(path, f"its hyper-parameter pretrained={pretrained!r} is an open_clip hub tag, which "
+                                    "is not fetched when a file is loaded: pass pretrained='/path/to/ViT-B-16.pt'")
+    quick_gelu = hub_quick_gelu(name, pretrained) if isinstance(name, str) else None
+    return {"pretrained": None, "model_name": clip_config(name, quick_gelu)}
+
+
+def _load_lightning(
+    path: Path, map_location: str | torch.device, hparams: dict[str, Any], saved: Any = None
+) -> TCCLIP:
     from tc_clip.lightning import TCCLIPModule
 
+    hparams = {**_offline_hparams(path, saved if saved is not None else {}, hparams), **hparams}
     try:
         module = TCCLIPModule.load_from_checkpoint(str(path), map_location=map_location, weights_only=True, **hparams)
     except pickle.UnpicklingError as err:
@@ -132,8 +161,9 @@ def load_model(
         raise FileNotFoundError(f"model file not found: {path}")
     blob = safe_load(path, mmap=True)  # read as data; a corrupt or unsafe file raises here, naming it
     if isinstance(blob, dict) and "hyper_parameters" in blob and "state_dict" in blob:
+        saved = blob["hyper_parameters"]
         del blob
-        model = _load_lightning(path, map_location, kwargs)
+        model = _load_lightning(path, map_location, kwargs, saved)
     elif isinstance(blob, dict) and {"state_dict", "config", "clip_cfg"} <= blob.keys():
         del blob
         if kwargs:

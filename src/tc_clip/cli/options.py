@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from tc_clip.model.clip_schema import ClipConfigError, check_model_name
+
 #: Options that may change after training: the command line wins over the checkpoint's saved value.
 FREE_OPTIONS = (
     "pretrained", "release_checkpoint", "class_names", "input_size", "predict_top_k", "views_per_forward",
@@ -101,6 +103,12 @@ def checkpoint_model_options(
         now = cur.get(key, dflt.get(key))
         if _same(now, value):
             continue
+        if key == "model_name":  # data from a file: never a name open_clip would fetch (hf-hub:...)
+            try:
+                check_model_name(value)
+            except ClipConfigError as err:
+                errors.append(f"the checkpoint's {err.under('model_name')}")
+                continue
         if key == "config.num_frames":
             if joint:
                 errors.append(f"data.num_frames {now} (model.config.num_frames) but the checkpoint's model has "

@@ -38,6 +38,10 @@ __all__ = [
     "subset_classes",
 ]
 
+#: How list, label and name files are read: UTF-8, a leading byte-order mark (Windows editors write one)
+#: dropped, so that it does not become part of the first path, header or name.
+TEXT_ENCODING = "utf-8-sig"
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 
 
@@ -62,7 +66,7 @@ def _join(root: str | os.PathLike | None, rel: str) -> str:
 def read_labels_csv(path: str | os.PathLike, errors: list[str] | None = None) -> list[str]:
     """``id,name`` CSV (header required) -> names indexed by id; ids must be 0..n-1, each once."""
     names: dict[int, str] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding=TEXT_ENCODING) as fh:
         rows = list(csv.reader(fh))
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
         report(errors, f"{path}:1: a label file needs the header 'id,name'")
@@ -90,7 +94,7 @@ def read_labels_csv(path: str | os.PathLike, errors: list[str] | None = None) ->
 
 def read_llm_names(path: str | os.PathLike, num_classes: int, errors: list[str] | None = None) -> list[str]:
     """JSON ``{"0": "text", ...}`` (LLM-rephrased class names) -> list indexed by class id."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding=TEXT_ENCODING) as fh:
         data = json.load(fh)
     if isinstance(data, list):
         data = {str(i): t for i, t in enumerate(data)}
@@ -120,10 +124,10 @@ def read_class_list(spec: str | Sequence[str] | None) -> list[str] | None:
     if spec.lower().endswith(".csv"):
         return read_labels_csv(spec)
     if spec.lower().endswith(".json"):
-        with open(spec, encoding="utf-8") as fh:
+        with open(spec, encoding=TEXT_ENCODING) as fh:
             data = json.load(fh)
         return list(data.values()) if isinstance(data, dict) else [str(s) for s in data]
-    with open(spec, encoding="utf-8") as fh:
+    with open(spec, encoding=TEXT_ENCODING) as fh:
         return [line.strip() for line in fh if line.strip()]
 
 
@@ -138,7 +142,7 @@ def read_list_file(
     no line is a comment: HMDB-51 file names begin with ``#``."""
     root = Path(path).parent if root is None else root
     samples = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding=TEXT_ENCODING) as fh:
         for lineno, line in enumerate(fh, start=1):
             line = line.strip()
             if not line:
@@ -197,7 +201,7 @@ def list_videos(spec: str | Sequence[str]) -> list[Sample]:
         elif _is_video(item):
             out.append(Sample(item, -1, item))
         else:
-            with open(item, encoding="utf-8") as fh:
+            with open(item, encoding=TEXT_ENCODING) as fh:
                 for lineno, line in enumerate(fh, start=1):
                     line = line.strip()
                     if not line:
@@ -248,7 +252,7 @@ def read_ucf101(
     ann = Path(annotations)
     names: dict[int, str] = {}
     class_ind = ann / "classInd.txt"
-    with open(class_ind, encoding="utf-8") as fh:
+    with open(class_ind, encoding=TEXT_ENCODING) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -263,7 +267,7 @@ def read_ucf101(
     lookup = {n: i for i, n in enumerate(class_names)}
     list_file = ann / f"{'trainlist' if train else 'testlist'}{split:02d}.txt"
     samples = []
-    with open(list_file, encoding="utf-8") as fh:
+    with open(list_file, encoding=TEXT_ENCODING) as fh:
         for lineno, line in enumerate(fh, start=1):
             parts = line.split()
             if not parts:
@@ -310,7 +314,7 @@ def read_hmdb51(
     want = "1" if train else "2"
     samples = []
     for label, (cls, f) in enumerate(zip(class_names, files, strict=False)):
-        with open(ann / f, encoding="utf-8") as fh:
+        with open(ann / f, encoding=TEXT_ENCODING) as fh:
             for lineno, line in enumerate(fh, start=1):
                 parts = line.split()
                 if not parts:
@@ -343,7 +347,7 @@ def read_ssv2(
     """SSv2 ``labels.json`` (``{"template": "id"}``) and ``train.json`` / ``validation.json`` (a list of
     ``{"id", "template", ...}``); videos ``<id>.webm``. ``test.json`` entries without a template get
     label -1."""
-    with open(labels_json, encoding="utf-8") as fh:
+    with open(labels_json, encoding=TEXT_ENCODING) as fh:
         mapping = json.load(fh)
     ids = {name: int(i) for name, i in mapping.items()}
     if sorted(ids.values()) != list(range(len(ids))):
@@ -353,7 +357,7 @@ def read_ssv2(
     for name, i in ids.items():
         if 0 <= i < len(ids):
             class_names[i] = name
-    with open(split_json, encoding="utf-8") as fh:
+    with open(split_json, encoding=TEXT_ENCODING) as fh:
         entries = json.load(fh)
     samples = []
     for k, entry in enumerate(entries):
@@ -399,7 +403,7 @@ def read_kinetics_csv(
     ready stem->path dict). Returns ``(samples, class_names, missing)``: rows whose video is not found
     are left out and listed in ``missing`` (Kinetics copies always lack some videos). Without
     ``class_names`` the classes are the sorted labels of the CSV."""
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    with open(csv_path, newline="", encoding=TEXT_ENCODING) as fh:
         reader = csv.DictReader(fh)
         fields = set(reader.fieldnames or [])
         need = {"youtube_id", "time_start", "time_end"}

@@ -175,11 +175,14 @@ def parse_vp_level(value: Any, num_text_layers: int, source: str) -> list[int]:
 def release_settings(config: Any, num_text_layers: int, source: str) -> dict[str, Any]:
     """The :class:`~tc_clip.model.config.TCCLIPConfig` fields a release file's stored config decides
     (SPEC 4b). ``config`` is the file's ``config`` entry as :func:`safe_load` returned it (or None)."""
-    from tc_clip.model.serialization import to_plain
+    from tc_clip.model.serialization import NestingError, to_plain
 
-    plain = to_plain(config)
     if config is None:
         return {}
+    try:
+        plain = to_plain(config)
+    except NestingError as err:
+        raise CheckpointError(source, f"its 'config' {err}") from None
     if not isinstance(plain, dict):
         raise CheckpointError(source, f"its 'config' is a {type(plain).__name__}, not a mapping of settings")
 

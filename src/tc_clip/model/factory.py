@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from tc_clip.model.clip_schema import check_clip_cfg
 from tc_clip.model.serialization import CheckpointError, is_torchscript_archive, safe_load, torchscript_state_dict
 
 #: A small random CLIP for tests and the offline demo (64x64 frames, 8x8 patches).
@@ -76,11 +77,14 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
 
 
 def clip_config(model_name: str | dict, quick_gelu: bool | None = None) -> dict[str, Any]:
-    """The open_clip model config of ``model_name`` ("tiny", any open_clip name, or a config dict)."""
+    """The open_clip model config of ``model_name`` ("tiny", any open_clip name, or a config dict).
+
+    A dict must describe a plain ViT CLIP (:func:`~tc_clip.model.clip_schema.check_clip_cfg`): it may come
+    from a file, and TC-CLIP builds on nothing else."""
     import open_clip
 
     if isinstance(model_name, dict):
-        cfg = copy.deepcopy(model_name)
+        cfg = check_clip_cfg(copy.deepcopy(model_name))
     elif model_name == "tiny":
         cfg = copy.deepcopy(TINY_CLIP_CFG)
     else:
@@ -117,7 +121,7 @@ def create_clip(
         check_state_dict(model, state, f"CLIP weights {pretrained}")
         model.load_state_dict(state)
         return model, cfg
-    if pretrained is not None and (os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin"))):
+    if pretrained is not None and is_local_weights(pretrained):
         raise CLIPWeightsError(f"CLIP weights file not found: {pretrained}")
     if pretrained is None:
         cfg = clip_config(model_name, quick_gelu)
@@ -125,8 +129,7 @@ def create_clip(
 
     if isinstance(model_name, dict) or model_name == "tiny":
         raise ValueError("hub weights need an open_clip model name, not a custom config")
-    if quick_gelu is None:
-        quick_gelu = pretrained == "openai" or model_name.endswith("-quickgelu")
+    quick_gelu = hub_quick_gelu(model_name, pretrained, quick_gelu)
     cfg = clip_config(model_name, quick_gelu)
     advice = (
         "On a machine without internet, download the weights elsewhere (e.g. OpenAI's ViT-B-16.pt) and "
@@ -147,6 +150,20 @@ def create_clip(
             f"could not fetch CLIP weights {model_name!r} / {pretrained!r} ({type(err).__name__}: {err}). {advice}"
         ) from err
     return model, cfg
+
+
+def is_local_weights(pretrained: str | os.PathLike) -> bool:
+    """Whether :func:`create_clip` reads ``pretrained`` as a local file (an existing file, or a path that
+    names none: an error) rather than an open_clip hub tag such as ``"openai"`` (fetched)."""
+    text = str(pretrained)
+    return Path(text).expanduser().is_file() or os.sep in text or text.endswith((".pt", ".pth", ".bin"))
+
+
+def hub_quick_gelu(model_name: str, pretrained: str, quick_gelu: bool | None = None) -> bool:
+    """QuickGELU of a CLIP built from a hub tag: OpenAI's weights and ``-quickgelu`` names use it."""
+    if quick_gelu is not None:
+        return quick_gelu
+    return pretrained == "openai" or model_name.endswith("-quickgelu")
 
 
 class HubSource:

@@ -28,7 +28,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "Record", "RestrictedUnpickler", "safe_load", "to_plain", "torchscript_state_dict"]
+__all__ = [
+    "CheckpointError", "NestingError", "Record", "RestrictedUnpickler", "safe_load", "to_plain",
+    "torchscript_state_dict",
+]
 
 
 class CheckpointError(ValueError):
@@ -38,6 +41,14 @@ class CheckpointError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot load {self.path}: {reason}")
+
+
+#: How deeply :func:`to_plain` and :func:`safe_load` follow nested containers (a config needs a handful).
+MAX_DEPTH = 100
+
+
+class NestingError(ValueError):
+    """A loaded structure that contains itself, or is nested or sized beyond what a file of data holds."""
 
 
 class UnsafeGlobalError(pickle.UnpicklingError):
@@ -125,16 +136,31 @@ def _numpy_global(module: str, name: str) -> Any:
     return None
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):
     """Rebuilds tensors (from ``storages``), plain containers, scalars and inert :class:`Record` objects.
 
-    ``storages(key, dtype, numel)`` returns the flat tensor of a persistent storage id.
+    ``storages(key, dtype, numel)`` returns the flat tensor of a persistent storage id. Python's own
+    unpickler (not the C one) so that ``BUILD`` can be checked: it sets the state of an *object*; on a
+    class or function it would change that class or function for the rest of the process, so it is
+    refused (the pickles read here are small: the tensors are in the archive's storages).
     """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file: io.BufferedIOBase, storages=None) -> None:
         super().__init__(file)
         self._storages = storages
         self._records: dict[str, type] = {}
+
+    def load_build(self) -> None:
+        target = self.stack[-2] if len(self.stack) > 1 else None
+        if callable(target):
+            name = getattr(target, "__qualname__", type(target).__name__)
+            raise UnsafeGlobalError(f"refused a pickle BUILD on {name}: only objects take a state, never a class "
+                                    "or a function")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol-2 pickles (torch.save) use Python 2 names
@@ -211,14 +237,21 @@ def _read_archive(path: Path) -> Any:
             return RestrictedUnpickler(io.BufferedReader(fh), storage).load()
 
 
-def _to_device(obj: Any, map_location: Any) -> Any:
+def _to_device(obj: Any, map_location: Any, memo: dict[int, Any] | None = None, depth: int = 0) -> Any:
+    """``obj`` with its tensors on ``map_location``; a shared container is moved once."""
     if isinstance(obj, torch.Tensor):
         return obj.to(map_location)
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_device(v, map_location)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, map_location) for v in obj)
-    return obj
+    if not isinstance(obj, (dict, list, tuple)):
+        return obj
+    memo = {} if memo is None else memo
+    if id(obj) not in memo:
+        if depth > MAX_DEPTH:
+            raise NestingError(f"is nested deeper than {MAX_DEPTH} levels, or contains itself")
+        if isinstance(obj, dict):
+            memo[id(obj)] = type(obj)((k, _to_device(v, map_location, memo, depth + 1)) for k, v in obj.items())
+        else:
+            memo[id(obj)] = type(obj)(_to_device(v, map_location, memo, depth + 1) for v in obj)
+    return memo[id(obj)]
 
 
 def _checked_path(path: str | os.PathLike) -> Path:
@@ -267,7 +300,12 @@ def safe_load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(path, f"corrupt or truncated file ({_first_line(err)})") from err
     obj = _read_archive_or_fail(p, path, "file")
-    return _to_device(obj, map_location) if str(map_location) != "cpu" else obj
+    if str(map_location) == "cpu":
+        return obj
+    try:
+        return _to_device(obj, map_location)
+    except NestingError as err:
+        raise CheckpointError(path, f"its content {err}") from None
 
 
 def _read_archive_or_fail(p: Path, path: str | os.PathLike, what: str) -> Any:
@@ -313,20 +351,45 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {(lines or [''])[0]}"
 
 
-def to_plain(obj: Any) -> Any:
+def to_plain(obj: Any, max_depth: int = MAX_DEPTH, max_containers: int = 100_000) -> Any:
     """Dicts, lists and scalars from what :func:`safe_load` returned for an OmegaConf object.
 
     A ``DictConfig``/``ListConfig`` pickles its nodes in ``state["_content"]`` (a dict or a list of
     nodes); a value node keeps its value in ``state["_val"]``. Other records are returned unchanged.
+    A structure that contains itself, is nested deeper than ``max_depth`` or holds more than
+    ``max_containers`` containers (a shared one counts each time it appears) raises :class:`NestingError`.
     """
-    if isinstance(obj, Record) and isinstance(obj.state, dict):
-        if "_content" in obj.state:
-            return to_plain(obj.state["_content"])
-        if "_val" in obj.state:
-            return to_plain(obj.state["_val"])
-        return obj
-    if isinstance(obj, dict):
-        return {to_plain(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return obj
+    active: set[int] = set()
+    left = [max_containers]
+
+    def plain(node: Any, depth: int) -> Any:
+        record = isinstance(node, Record) and isinstance(node.state, dict)
+        if not record and not isinstance(node, (dict, list, tuple)):
+            return node
+        if id(node) in active:
+            raise NestingError("contains itself (a recursive structure)")
+        if depth > max_depth:
+            raise NestingError(f"is nested deeper than {max_depth} levels")
+        left[0] -= 1
+        if left[0] < 0:
+            raise NestingError(f"holds more than {max_containers} containers")
+        active.add(id(node))
+        try:
+            if record:
+                for field in ("_content", "_val"):
+                    if field in node.state:
+                        return plain(node.state[field], depth + 1)
+                return node
+            if isinstance(node, dict):
+                out = {}
+                for k, v in node.items():
+                    key = plain(k, depth + 1)
+                    if isinstance(key, (dict, list)):
+                        raise NestingError(f"has a key that is a {type(key).__name__}")
+                    out[key] = plain(v, depth + 1)
+                return out
+            return [plain(v, depth + 1) for v in node]
+        finally:
+            active.discard(id(node))
+
+    return plain(obj, 0)

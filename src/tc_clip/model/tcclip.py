@@ -205,6 +205,12 @@ class TCCLIP(nn.Module):
             raise CheckpointError(path, f"not a tc-clip model file (no {', '.join(map(repr, missing))})")
         import open_clip
 
+        from tc_clip.model.clip_schema import ClipConfigError, check_clip_cfg
+
+        try:  # before open_clip sees it: a config may name Hub models (timm, HF) that open_clip would fetch
+            check_clip_cfg(blob["clip_cfg"])
+        except ClipConfigError as err:
+            raise CheckpointError(path, err.under("clip_cfg")) from None
         try:
             config = TCCLIPConfig(**blob["config"])
             clip = open_clip.CLIP(**blob["clip_cfg"])

@@ -58,9 +58,11 @@ def tokenize(texts: Sequence[str], context_length: int) -> torch.Tensor:
 
 def check_class_names(names: Sequence[str], tokens: torch.Tensor) -> None:
     """Blank names and names whose prompt tokens coincide (they would get identical logits, e.g.
-    ``ApplyEyeMakeup`` and ``apply eye makeup``) are errors that name all of them."""
+    ``ApplyEyeMakeup`` and ``apply eye makeup``) are errors that name all of them. A name is blank when
+    its parsed text has no token (``""``, ``"_"``, ``"___"``, a byte-order mark): its prompt says nothing."""
     problems = []
-    blank = [i for i, name in enumerate(names) if not str(name).strip()]
+    tok = _tokenizer()
+    blank = [i for i, name in enumerate(names) if not tok.encode(parse_class_name(str(name)))]
     if blank:
         problems.append(f"blank names at positions {blank}")
     seen: dict[tuple[int, ...], list[int]] = {}
@@ -71,7 +73,11 @@ def check_class_names(names: Sequence[str], tokens: torch.Tensor) -> None:
     if dupes:
         problems.append(f"names that give the same prompt: {'; '.join(dupes)}")
     if problems:
-        raise ValueError("invalid class names: " + "; ".join(problems))
+        message = "invalid class names: " + "; ".join(problems)
+        if blank:
+            shown = ", ".join(f"#{i} {names[i]!r}" for i in blank[:10])
+            message += f" (blank: nothing is left once parsed, '_' reads as a space: {shown})"
+        raise ValueError(message)
 
 
 def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
