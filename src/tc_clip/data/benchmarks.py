@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from tc_clip.data import annotations as ann
 from tc_clip.data import synthetic
@@ -302,7 +303,7 @@ class SyntheticVideoDataModule(VideoDataModule):
         *,
         num_frames: int = 8,
         input_size: int = 64,
-        num_workers: int = 2,
+        num_workers: int | Literal["auto"] = 2,
         test_views: int = 1,
         **kwargs,
     ):

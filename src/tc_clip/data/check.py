@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tc_clip.data.datamodule import VideoDataModule
 from tc_clip.data.decoding import VideoDecodeError, probe, read_frames
+from tc_clip.data.loaders import resolve_workers
 from tc_clip.data.suite import ZeroShotSuiteDataModule
 from tc_clip.data.transforms import eval_indices
 
@@ -87,7 +88,7 @@ def _parts(datamodule, stage: str) -> list[VideoDataModule]:
     return [] if stage == "fit" else list(datamodule.members.values())
 
 
-def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | None = None) -> CheckReport:
+def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | str | None = None) -> CheckReport:
     """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule` (or of the members of
     a :class:`~tc_clip.data.ZeroShotSuiteDataModule`); returns a :class:`CheckReport`."""
     report = CheckReport()
@@ -115,7 +116,7 @@ def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | No
                     where[s.path] = s.where
                     order.append(s.path)
     num_frames = int(getattr(datamodule, "num_frames", 1))
-    workers = datamodule.num_workers if num_workers is None else num_workers
+    workers = resolve_workers(datamodule.num_workers if num_workers is None else num_workers)
     loader = DataLoader(
         _Probe(order, num_frames),
         batch_size=None,

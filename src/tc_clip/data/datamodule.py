@@ -31,7 +31,7 @@ from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset
 from tc_clip.data.gpu_augment import device_transform
 from tc_clip.data.lists import as_list
-from tc_clip.data.loaders import LoaderOptions, make_loader
+from tc_clip.data.loaders import LoaderOptions, make_loader, resolve_workers
 from tc_clip.data.splits import ProtocolName
 
 if TYPE_CHECKING:
@@ -82,7 +82,9 @@ class VideoDataModule(L.LightningDataModule):
     ``auto`` (:mod:`tc_clip.data.decoding`: per stream, where torchcodec works) or force one; the pixels
     are the same whichever reads a video. ``shards_dir``: stream the clips from litdata shards packed by
     ``tc-clip pack`` (the training split must be packed there; evaluation sets are read from shards
-    where packed, else from their files).
+    where packed, else from their files). ``num_workers``: loader workers per process, or ``"auto"``
+    (the default): the CPUs of this process shared among the trainer's processes on this node, at most 8
+    (:func:`~tc_clip.data.loaders.auto_workers`).
     """
 
     #: the benchmark's key (``hmdb51``, ...): its sets' group and its published base/novel split
@@ -117,7 +119,7 @@ class VideoDataModule(L.LightningDataModule):
         input_size: int = 224,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | Literal["auto"] = "auto",
         pin_memory: bool = True,
         persistent_workers: bool = True,
         device_augment: bool = True,
@@ -154,6 +156,7 @@ class VideoDataModule(L.LightningDataModule):
         self.device_augment, self.decoder = device_augment, decoder
         # the loaders
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        resolve_workers(num_workers)  # a bad value fails here, not when the first loader is made
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.shards_dir = shards_dir
         self._resolved: dict[str, list[SplitData]] = {}
@@ -424,10 +427,18 @@ class VideoDataModule(L.LightningDataModule):
 
     _stage_datasets = datasets  # the name callbacks used before datasets() was public
 
+    def workers(self) -> int:
+        """``num_workers`` as a count; ``"auto"`` shares this process's CPUs among the trainer's processes
+        on this node (``LOCAL_WORLD_SIZE`` where torchrun sets it)."""
+        processes = None
+        if "LOCAL_WORLD_SIZE" not in os.environ and self.trainer is not None:
+            processes = self.trainer.num_devices
+        return resolve_workers(self.num_workers, processes)
+
     def loader_options(self) -> LoaderOptions:
         """The loader options as configured now (the zero-shot suite sets its members' after construction)."""
         return LoaderOptions(
-            self.batch_size, self.eval_batch_size, self.num_workers, self.pin_memory,
+            self.batch_size, self.eval_batch_size, self.workers(), self.pin_memory,
             self.persistent_workers, self.seed, self.shards_dir,
         )
 
