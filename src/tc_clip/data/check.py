@@ -31,6 +31,7 @@ class CheckReport:
     too_short: list[tuple[str, str, int]] = field(default_factory=list)  # (path, where, frames)
     label_problems: list[str] = field(default_factory=list)
     stages: dict[str, int] = field(default_factory=dict)  # stage -> number of videos
+    notes: list[str] = field(default_factory=list)  # listed videos found elsewhere by name, or nowhere
 
     @property
     def num_problems(self) -> int:
@@ -42,6 +43,7 @@ class CheckReport:
 
     def format(self, limit: int = 50) -> str:
         lines = [f"checked {self.checked} videos ({', '.join(f'{k}: {v}' for k, v in self.stages.items())})"]
+        lines += [f"layout: {n}" for n in self.notes]
 
         def section(title, rows, fmt):
             if rows:
@@ -109,6 +111,7 @@ def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | st
                 report.label_problems += errors + [f"{stage}: {e}"]
                 continue
             report.label_problems += [m for m in errors if m not in report.label_problems]
+            report.notes += [n for n in getattr(part, "layout_notes", []) if n not in report.notes]
             samples = [s for split in splits for s in split.samples]
             report.stages[stage] = report.stages.get(stage, 0) + len(samples)
             for s in samples:

@@ -30,6 +30,7 @@ from tc_clip.data._compat import moved_getattr
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset
 from tc_clip.data.gpu_augment import device_transform
+from tc_clip.data.layouts import VideoLocator
 from tc_clip.data.lists import as_list
 from tc_clip.data.loaders import LoaderOptions, make_loader, resolve_workers
 from tc_clip.data.splits import ProtocolName
@@ -162,6 +163,7 @@ class VideoDataModule(L.LightningDataModule):
         self._resolved: dict[str, list[SplitData]] = {}
         self._train_info: TrainInfo | None = None
         self._datasets: dict[str, list[VideoClipDataset]] = {}
+        self._locators: dict[str, VideoLocator] = {}
 
     # --- hooks of the benchmark modules -----------------------------------------------------------
 
@@ -185,12 +187,30 @@ class VideoDataModule(L.LightningDataModule):
 
     # --- reading the lists ------------------------------------------------------------------------
 
+    def _locate(self, split: SplitData, spec: str | None, errors: list[str] | None) -> SplitData:
+        """``split`` with the videos missing where its list says found by name in the usual layouts below
+        the list root (:mod:`tc_clip.data.layouts`; one index of file names per root and data module)."""
+        root = self._list_root() or (str(Path(spec).parent) if spec and not os.path.isdir(spec) else None)
+        if root is None:
+            return split
+        if root not in self._locators:
+            self._locators[root] = VideoLocator(root, getattr(self, "video_folders", ()))
+        return self._locators[root].locate(split, spec or split.name, errors)
+
+    @property
+    def layout_notes(self) -> list[str]:
+        """What the layout lookup did: lists whose videos were found elsewhere by name, or not at all."""
+        return list(dict.fromkeys(n for loc in self._locators.values() for n in loc.notes))
+
     def _train_split(self, errors: list[str] | None) -> SplitData | None:
         if self.train_list:
             split = lists.read_split(self.train_list, self.labels, self._list_root(), errors, name="train")
         else:
             split = self._official_train(errors)
-        return lists.with_llm_names([split], self.llm_names, "fit", errors)[0] if split is not None else None
+        if split is None:
+            return None
+        split = self._locate(split, self.train_list, errors)
+        return lists.with_llm_names([split], self.llm_names, "fit", errors)[0]
 
     def _eval_splits(self, stage: str, errors: list[str] | None) -> list[SplitData]:
         """The stage's lists (test falls back on the validation lists, zero-shot validation on the test
@@ -204,8 +224,9 @@ class VideoDataModule(L.LightningDataModule):
         if specs:
             root = self._list_root()
             splits = lists.read_splits(specs, label_spec, self.labels, root, self.eval_group, stage, errors)
+            splits = [self._locate(x, spec, errors) for x, spec in zip(splits, specs, strict=True)]
         else:
-            splits = self._official_evals(stage, errors)
+            splits = [self._locate(x, None, errors) for x in self._official_evals(stage, errors)]
         return lists.with_llm_names(splits, self.eval_llm_names, stage, errors)
 
     def _novel_split(self, errors: list[str] | None) -> SplitData:
@@ -213,7 +234,8 @@ class VideoDataModule(L.LightningDataModule):
         if not self.novel_labels and not os.path.isdir(self.novel_list):
             raise ValueError(f"{self.novel_list}: novel_list needs novel_labels (the novel classes' 'id,name' CSV)")
         name = Path(self.novel_list).stem
-        return lists.read_split(self.novel_list, self.novel_labels, self._list_root(), errors, name)
+        split = lists.read_split(self.novel_list, self.novel_labels, self._list_root(), errors, name)
+        return self._locate(split, self.novel_list, errors)
 
     def _predict_split(self, errors: list[str] | None) -> SplitData | None:
         if not self.predict_list:
@@ -430,10 +452,9 @@ class VideoDataModule(L.LightningDataModule):
     def workers(self) -> int:
         """``num_workers`` as a count; ``"auto"`` shares this process's CPUs among the trainer's processes
         on this node (``LOCAL_WORLD_SIZE`` where torchrun sets it)."""
-        processes = None
-        if "LOCAL_WORLD_SIZE" not in os.environ and self.trainer is not None:
-            processes = self.trainer.num_devices
-        return resolve_workers(self.num_workers, processes)
+        if self.num_workers != "auto" or "LOCAL_WORLD_SIZE" in os.environ or self.trainer is None:
+            return resolve_workers(self.num_workers)
+        return resolve_workers(self.num_workers, self.trainer.num_devices)
 
     def loader_options(self) -> LoaderOptions:
         """The loader options as configured now (the zero-shot suite sets its members' after construction)."""
@@ -447,15 +468,25 @@ class VideoDataModule(L.LightningDataModule):
         (:func:`tc_clip.data.gpu_augment.device_transform`; Lightning calls this hook of the data module)."""
         return device_transform(batch)
 
+    def _check_found(self, stage: str) -> None:
+        """Before a Trainer loads: a list none of whose videos exists is an error saying where they were
+        looked for (without a Trainer, only the warning of the lookup)."""
+        for split in self.splits(stage) if self.trainer is not None else []:
+            for locator in self._locators.values():
+                locator.check_found(split)
+
     def train_dataloader(self) -> DataLoader:
+        self._check_found("fit")
         return make_loader(self.datasets("fit")[0], True, self.loader_options())
 
     def val_dataloader(self) -> list[DataLoader]:
+        self._check_found("validate")
         datasets = self.datasets("validate")
         kept = self._kept("validate", self.splits("validate"))
         return [make_loader(datasets[i], False, self.loader_options()) for i in kept]
 
     def test_dataloader(self) -> list[DataLoader]:
+        self._check_found("test")
         return [make_loader(d, False, self.loader_options()) for d in self.datasets("test")]
 
     def predict_dataloader(self) -> DataLoader:

@@ -70,6 +70,7 @@ class ZeroShotSuiteDataModule(L.LightningDataModule):
             if member.protocol not in ("zero_shot", "fully_supervised"):
                 raise ValueError(f"{key}.protocol is {member.protocol!r}; the zero-shot suite evaluates zero-shot")
             member.protocol = "zero_shot"
+            member.option_prefix = f"data.{key}."  # its errors name the suite's options
             given = {opt: getattr(member, opt) for opt in _SUITE_SHARED}
             for opt in _SUITE_SHARED:
                 mine, suite = given[opt], getattr(self, opt)
