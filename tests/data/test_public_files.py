@@ -10,8 +10,7 @@ import pytest
 
 from data_helpers import touch, write_labels
 from tc_clip.cli import main
-from tc_clip.data import HMDB51DataModule, VideoDataModule
-from tc_clip.data import synthetic
+from tc_clip.data import HMDB51DataModule, VideoDataModule, synthetic
 from tc_clip.data.errors import VideoLayoutError
 from tc_clip.data.layouts import VideoLocator
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tc_clip.data import VideoDataModule, ZeroShotSuiteDataModule
-from tc_clip.data import loaders
+from tc_clip.data import VideoDataModule, ZeroShotSuiteDataModule, loaders
 from tc_clip.data.loaders import auto_workers, resolve_workers
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
