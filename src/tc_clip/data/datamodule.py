@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning as L
 from torch.utils.data import DataLoader
 
+from tc_clip._deprecation import moved
 from tc_clip.data import annotations as ann
 from tc_clip.data import lists, protocols
 from tc_clip.data import splits as _splits
-from tc_clip._deprecation import moved
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset
 from tc_clip.data.gpu_augment import device_transform
