@@ -10,7 +10,7 @@ annotation readers), ``_list_root`` (where list paths start) and ``_split_number
 The zero-shot suite is :mod:`tc_clip.data.suite`.
 
 The benchmark modules, the suite and the split shapes were defined here in 0.1: their old names here
-still work for one release and warn (:mod:`tc_clip.data._compat`).
+still work for one release and warn (:mod:`tc_clip._deprecation`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning as L
 from torch.utils.data import DataLoader
 
+from tc_clip._deprecation import moved
 from tc_clip.data import annotations as ann
 from tc_clip.data import lists, protocols
 from tc_clip.data import splits as _splits
-from tc_clip.data._compat import moved_getattr
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset
 from tc_clip.data.gpu_augment import device_transform
@@ -498,9 +498,7 @@ class VideoDataModule(L.LightningDataModule):
 
 _BENCHMARKS = ("HMDB51DataModule", "UCF101DataModule", "SSv2DataModule", "Kinetics400DataModule",
                "Kinetics600DataModule", "SyntheticVideoDataModule")
-__getattr__ = moved_getattr(__name__, {
-    **{name: ("tc_clip.data.benchmarks", "tc_clip.data") for name in _BENCHMARKS},
-    "ZeroShotSuiteDataModule": ("tc_clip.data.suite", "tc_clip.data"),
-    "EvalSetInfo": ("tc_clip.data.splits", "tc_clip.data"),
-    **{name: ("tc_clip.data.splits",) * 2 for name in ("SplitData", "TrainInfo", "TrainSource", "EVAL_STAGES")},
+__getattr__, __dir__ = moved(__name__, {
+    **{name: "tc_clip.data" for name in (*_BENCHMARKS, "ZeroShotSuiteDataModule", "EvalSetInfo")},
+    **{name: "tc_clip.data.splits" for name in ("SplitData", "TrainInfo", "TrainSource", "EVAL_STAGES")},
 })
