@@ -30,7 +30,7 @@ from tc_clip.data import splits as _splits
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset
 from tc_clip.data.gpu_augment import device_transform
-from tc_clip.data.layouts import VideoLocator
+from tc_clip.data.layouts import VideoLocators
 from tc_clip.data.lists import as_list
 from tc_clip.data.loaders import LoaderOptions, make_loader, resolve_workers
 from tc_clip.data.splits import ProtocolName
@@ -163,7 +163,7 @@ class VideoDataModule(L.LightningDataModule):
         self._resolved: dict[str, list[SplitData]] = {}
         self._train_info: TrainInfo | None = None
         self._datasets: dict[str, list[VideoClipDataset]] = {}
-        self._locators: dict[str, VideoLocator] = {}
+        self._videos = VideoLocators(getattr(self, "video_folders", ()))
 
     # --- hooks of the benchmark modules -----------------------------------------------------------
 
@@ -188,19 +188,14 @@ class VideoDataModule(L.LightningDataModule):
     # --- reading the lists ------------------------------------------------------------------------
 
     def _locate(self, split: SplitData, spec: str | None, errors: list[str] | None) -> SplitData:
-        """``split`` with the videos missing where its list says found by name in the usual layouts below
-        the list root (:mod:`tc_clip.data.layouts`; one index of file names per root and data module)."""
+        """``split`` with the videos missing where its list says found by name (:mod:`tc_clip.data.layouts`)."""
         root = self._list_root() or (str(Path(spec).parent) if spec and not os.path.isdir(spec) else None)
-        if root is None:
-            return split
-        if root not in self._locators:
-            self._locators[root] = VideoLocator(root, getattr(self, "video_folders", ()))
-        return self._locators[root].locate(split, spec or split.name, errors)
+        return self._videos.locate(split, root, spec or split.name, errors)
 
     @property
     def layout_notes(self) -> list[str]:
         """What the layout lookup did: lists whose videos were found elsewhere by name, or not at all."""
-        return list(dict.fromkeys(n for loc in self._locators.values() for n in loc.notes))
+        return self._videos.notes
 
     def _train_split(self, errors: list[str] | None) -> SplitData | None:
         if self.train_list:
@@ -450,11 +445,8 @@ class VideoDataModule(L.LightningDataModule):
     _stage_datasets = datasets  # the name callbacks used before datasets() was public
 
     def workers(self) -> int:
-        """``num_workers`` as a count; ``"auto"`` shares this process's CPUs among the trainer's processes
-        on this node (``LOCAL_WORLD_SIZE`` where torchrun sets it)."""
-        if self.num_workers != "auto" or "LOCAL_WORLD_SIZE" in os.environ or self.trainer is None:
-            return resolve_workers(self.num_workers)
-        return resolve_workers(self.num_workers, self.trainer.num_devices)
+        """``num_workers`` as a count (``"auto"``: shared among the trainer's processes on this node)."""
+        return resolve_workers(self.num_workers, getattr(self.trainer, "num_devices", None))
 
     def loader_options(self) -> LoaderOptions:
         """The loader options as configured now (the zero-shot suite sets its members' after construction)."""
@@ -469,11 +461,9 @@ class VideoDataModule(L.LightningDataModule):
         return device_transform(batch)
 
     def _check_found(self, stage: str) -> None:
-        """Before a Trainer loads: a list none of whose videos exists is an error saying where they were
-        looked for (without a Trainer, only the warning of the lookup)."""
-        for split in self.splits(stage) if self.trainer is not None else []:
-            for locator in self._locators.values():
-                locator.check_found(split)
+        """Before a Trainer loads (not without one): a list none of whose videos exists is an error."""
+        if self.trainer is not None:
+            self._videos.check_found(self.splits(stage))
 
     def train_dataloader(self) -> DataLoader:
         self._check_found("fit")

@@ -30,7 +30,7 @@ from tc_clip.data.annotations import Sample
 from tc_clip.data.errors import VideoLayoutError
 from tc_clip.data.splits import SplitData
 
-__all__ = ["VideoLocator"]
+__all__ = ["VideoLocator", "VideoLocators"]
 
 _UCF_NAME = re.compile(r"^v_(.+?)_g\d+_c\d+\.", re.IGNORECASE)
 
@@ -155,3 +155,29 @@ class VideoLocator:
             warnings.warn(msg, stacklevel=2)
         return SplitData(split.name, samples, split.class_names, split.display_names, split.group, split.role,
                          split.number)
+
+
+class VideoLocators:
+    """A data module's locators: one per list root, each indexing its tree at most once."""
+
+    def __init__(self, video_folders: Sequence[str] = ()):
+        self.video_folders = tuple(video_folders)
+        self._by_root: dict[str, VideoLocator] = {}
+
+    def locate(self, split: SplitData, root: str | None, source: str, errors: list[str] | None) -> SplitData:
+        """``split`` looked up below ``root`` (:meth:`VideoLocator.locate`); unchanged without a root."""
+        if root is None:
+            return split
+        if root not in self._by_root:
+            self._by_root[root] = VideoLocator(root, self.video_folders)
+        return self._by_root[root].locate(split, source, errors)
+
+    def check_found(self, splits: Sequence[SplitData]) -> None:
+        """:meth:`VideoLocator.check_found` for every split and root."""
+        for split in splits:
+            for locator in self._by_root.values():
+                locator.check_found(split)
+
+    @property
+    def notes(self) -> list[str]:
+        return list(dict.fromkeys(n for loc in self._by_root.values() for n in loc.notes))

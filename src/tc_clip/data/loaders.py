@@ -37,11 +37,10 @@ def _cpus() -> int:
 
 
 def auto_workers(processes: int | None = None) -> int:
-    """Loader workers for one process: its CPUs shared among the ``processes`` on this node (default
-    ``LOCAL_WORLD_SIZE``, set by torchrun, else 1), at most :data:`MAX_AUTO_WORKERS`; 0 (load in the
-    main process) when there are more processes than CPUs."""
-    if processes is None:
-        processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    """Loader workers for one process: its CPUs shared among the processes on this node
+    (``LOCAL_WORLD_SIZE`` where torchrun sets it, else ``processes``, e.g. the trainer's devices, else
+    1), at most :data:`MAX_AUTO_WORKERS`; 0 (load in the main process) with more processes than CPUs."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE") or processes or 1)
     return min(MAX_AUTO_WORKERS, _cpus() // max(1, processes))
 
 
