@@ -121,3 +121,6 @@ def test_evaluation_without_the_official_split_files(public, tmp_path, capsys):
     assert "hmdb51 " in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"--data\.val_list LIST --data\.labels"):
         HMDB51DataModule(root=str(root), protocol="few_shot").splits("validate")
+    few_shot = HMDB51DataModule(root=str(root), protocol="few_shot", val_list=str(public["files"] / "val1.txt"),
+                                labels=public["labels"])  # the README's few-shot route: the config's metric
+    assert [s.name for s in few_shot.eval_sets("validate")] == ["hmdb51/split1"]
