@@ -116,7 +116,10 @@ class VideoLocator:
             names = listings[folder]
             return names is not None and name in names
 
-        missing = [i for i, s in enumerate(split.samples) if not exists(s.path)]
+        present = [exists(s.path) for s in split.samples]
+        for s in (s for s, here in zip(split.samples, present, strict=True) if here and self.unfound):
+            self.unfound.pop(s.path, None)  # there since an earlier read
+        missing = [i for i, here in enumerate(present) if not here]
         if not missing:
             return split
         if self._index is None:
