@@ -91,9 +91,9 @@ class VideoLocator:
     def tried(self, name: str, class_name: str | None) -> str:
         """The places looked in for ``name``, for messages."""
         cls = class_name or "<class>"
-        places = [f"{self.root / name} (flat)", f"{self.root / cls / name} (one folder per class)"]
-        places += [f"{self.root / f / name}, {self.root / f / cls / name}" for f in self.video_folders]
-        return "; ".join(places)
+        places = [f"{name} (flat)", f"{cls}/{name} (one folder per class)"]
+        places += [f"{f}/{name}, {f}/{cls}/{name}" for f in self.video_folders]
+        return f"below {self.root}: " + "; ".join(places)
 
     def check_found(self, split: SplitData) -> None:
         """Raise :class:`VideoLayoutError` (with the layouts tried) when none of ``split``'s videos exists."""
@@ -151,7 +151,7 @@ class VideoLocator:
         if unfound:
             s, name, cls = unfound[0]
             msg = (f"{len(unfound)} of {n} videos listed in {source} are neither where the list says nor, by "
-                   f"name, in the layouts tried (first: {s.where}: {s.path}; looked for {name!r} at "
+                   f"name, in the layouts tried (first: {s.where}: {s.path}; looked for {name!r} "
                    f"{self.tried(name, cls)}); set the root (or videos_dir) to the folder that holds them")
             self.notes.append(msg)
             self.unfound.update((u.path, msg) for u, _, _ in unfound)
