@@ -58,6 +58,7 @@ from tc_clip.callbacks import (
 )
 from tc_clip.cli.options import accumulation_for, auto_precision, checkpoint_model_options
 from tc_clip.cli.runs import ContinuingCSVLogger, resolve_ckpt_path, resume_point
+from tc_clip.data.errors import DataError
 from tc_clip.lightning.module import TCCLIPModule
 from tc_clip.model import CheckpointError
 
@@ -313,7 +314,7 @@ def configure_fit(cli: LightningCLI) -> None:
     trainer.callbacks[first_ckpt:first_ckpt] = extra
 
 
-_USER_ERRORS = (NonFiniteError, CheckpointError)
+_USER_ERRORS = (NonFiniteError, CheckpointError, DataError)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
