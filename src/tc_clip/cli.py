@@ -85,8 +85,8 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
-    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
-    "paper's tables."
+    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip prepare --config CONFIG --output_dir "
+    "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables."
 )
 
 
@@ -333,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tc_clip.data_commands import run_data_command
 
         return run_data_command(words[0], words[1:])
+    if words and words[0] == "prepare":
+        from tc_clip.cli_prepare import main as prepare_main
+
+        return prepare_main(words[1:])
     if words and words[0] == "report":
         from tc_clip.results import report_main
 
