@@ -153,7 +153,7 @@ def test_manifest_lists_and_bad_source(source, prepared):
     assert v0["output_bytes"] == (out / "a" / "v0.mp4").stat().st_size and v0["frames"] == FRAMES
     assert files["b/rotated.mp4"]["rotation"] in (90, 270)
     assert manifest["settings"] == {"short_side": 256, "gop": 16, "bframes": 0, "crf": 18, "preset": "medium",
-                                    "encoder": "pyav"}
+                                    "tune": "fastdecode", "encoder": "pyav"}
     assert manifest["tools"]["pyav"].startswith(f"PyAV {av.__version__}")
     assert manifest["summary"]["failed"] == 1 and manifest["summary"]["psnr_videos"] == len(report.psnr) >= 2
     assert all(p > 30 for p in report.psnr), report.psnr  # visually lossless on this smooth content

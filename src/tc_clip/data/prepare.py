@@ -6,8 +6,9 @@ decoding many more pixels and frames than it keeps. Like mmaction2's ``tools/dat
 under its relative path:
 
 - short side ``short_side`` (256), never upscaled; both sides even (4:2:0 H.264 needs it);
-- H.264 (libx264, ``crf`` 18, which x264 calls visually lossless; ``preset``), a keyframe at least every
-  ``gop`` frames, ``bframes`` B-frames (0), yuv420p; every frame kept, with its timestamp;
+- H.264 (libx264, ``crf`` 18, which x264 calls visually lossless; ``preset``; ``tune`` fastdecode), a
+  keyframe at least every ``gop`` frames, ``bframes`` B-frames (0), yuv420p; every frame kept, with its
+  timestamp;
 - audio, subtitles and metadata dropped; a display rotation applied to the pixels;
 - the container of the extension (``.mp4``, ``.mkv``, ``.avi``, ...). Extensions whose container
   cannot hold H.264 (``.webm``, ``.mpg``, ``.wmv``) get Matroska under the same name, so annotation
@@ -106,7 +107,8 @@ class PrepareReport:
         lines = [
             f"prepared {self.videos} videos into {self.output_dir} in {self.seconds:.0f} s: {self.encoded} encoded, "
             f"{self.skipped} already done, {len(self.failed)} failed",
-            f"encoder: {s.encoder} ({self.tools.get(s.encoder, '?')}), libx264 CRF {s.crf:g} preset {s.preset}; "
+            f"encoder: {s.encoder} ({self.tools.get(s.encoder, '?')}), libx264 CRF {s.crf:g} preset {s.preset} "
+            f"tune {s.tune}; "
             f"short side {s.short_side} (never upscaled), a keyframe every {s.gop} frames, "
             f"{s.bframes or 'no'} B-frames, audio dropped, rotation applied",
             f"size: {self.source_bytes / 2**20:.1f} MiB of sources -> {self.output_bytes / 2**20:.1f} MiB",

@@ -19,11 +19,12 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-__all__ = ["ENCODERS", "PRESETS", "PrepareSettings", "container_format", "encode", "measure_psnr",
+__all__ = ["ENCODERS", "PRESETS", "TUNES", "PrepareSettings", "container_format", "encode", "measure_psnr",
            "target_size", "tool_versions"]
 
 ENCODERS = ("pyav", "ffmpeg")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+TUNES = ("fastdecode", "film", "animation", "grain", "stillimage", "psnr", "ssim", "none")
 #: extension -> FFmpeg muxer; the others (.webm, .mpg, .mpeg, .wmv: containers without H.264) get Matroska
 _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".flv": "flv",
                ".3gp": "3gp"}
@@ -32,13 +33,18 @@ _SCALER = "BICUBIC"  # swscale's bicubic: the ffmpeg binary's default scaler, us
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    """How videos are re-encoded (defaults: mmaction2's dense preparation, at visually lossless quality)."""
+    """How videos are re-encoded (defaults: mmaction2's dense preparation, at visually lossless quality).
+
+    ``tune="fastdecode"`` (x264: CAVLC instead of CABAC, no deblocking, no weighted prediction): measured
+    on the benchmark's realistic sets at CRF 18, files 17 % larger at the same PSNR and decoded about twice
+    as fast by PyAV; ``"none"`` leaves x264's default."""
 
     short_side: int = 256
     gop: int = 16
     bframes: int = 0
     crf: float = 18
     preset: str = "medium"
+    tune: str = "fastdecode"
     encoder: str = "pyav"
 
     def validate(self) -> None:
@@ -53,6 +59,8 @@ class PrepareSettings:
             problems.append(f"crf must be within 0..51 (libx264), got {self.crf:g}")
         if self.preset not in PRESETS:
             problems.append(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.tune not in TUNES:
+            problems.append(f"tune must be one of {', '.join(TUNES)}, got {self.tune!r}")
         if self.encoder not in ENCODERS:
             problems.append(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if problems:
@@ -131,7 +139,8 @@ def _encode_pyav(source: str, tmp: str, fmt: str, s: PrepareSettings, threads: i
                     ost.codec_context.time_base = ost.time_base = tb
                     ost.codec_context.gop_size = s.gop
                     ost.codec_context.max_b_frames = s.bframes
-                    ost.options = {"crf": f"{s.crf:g}", "preset": s.preset, "threads": str(threads)}
+                    ost.options = {"crf": f"{s.crf:g}", "preset": s.preset, "threads": str(threads),
+                                   **({"tune": s.tune} if s.tune != "none" else {})}
                 pts = frame.pts
                 if pts is None or (last is not None and pts <= last):
                     pts = 0 if last is None else last + 1
@@ -176,7 +185,8 @@ def _encode_ffmpeg(source: str, tmp: str, fmt: str, s: PrepareSettings, threads:
         _ffmpeg() or "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-threads", str(threads),
         "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1",
         "-vf", f"scale={geo.width}:{geo.height}:flags=bicubic,format=yuv420p", "-fps_mode", "passthrough",
-        "-c:v", "libx264", "-preset", s.preset, "-crf", f"{s.crf:g}", "-g", str(s.gop), "-bf", str(s.bframes),
+        "-c:v", "libx264", "-preset", s.preset, *(["-tune", s.tune] if s.tune != "none" else []),
+        "-crf", f"{s.crf:g}", "-g", str(s.gop), "-bf", str(s.bframes),
         "-threads", str(threads), *(["-movflags", "+faststart"] if fmt in ("mp4", "mov") else []),
         "-f", fmt, tmp,
     ]
