@@ -19,10 +19,11 @@ after ``tc-clip prepare`` (its defaults: short side 256, a keyframe every 16 fra
 x264 tune fastdecode). For both
 it reports, per decoder, the decode ceiling and the loader's clips/s per worker on a first pass over unseen
 files: every timed clip reads a new file name (a symbolic link), so ``auto``'s per-file memory of its
-choice is never hit, as in a real epoch.
+choice is never hit, as in a real epoch. The source and the prepared tree alternate over ``--rounds``
+rounds and the medians are reported, so the machine's drift does not decide the ratio.
 
     python benchmarks/data_speed.py [--videos 8] [--clips 48] [--workers 1 2] [--dir /tmp/tc_clip_bench]
-    python benchmarks/data_speed.py --sets 720p 360p --clips 16   # the realistic set and its prepared tree
+    python benchmarks/data_speed.py --sets 720p 360p --clips 16 --workers 1   # the realistic set, prepared
     python benchmarks/data_speed.py --device cuda   # also time the batched transform on the GPU
 """
 
@@ -31,8 +32,10 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import statistics
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import av
@@ -209,26 +212,33 @@ def realistic(args, decoders: list[str]) -> None:
         report = prepare_folder(source, Path(args.dir) / "prepared" / name, settings=settings, psnr_videos=3,
                                 progress=False)
         print("  " + "\n  ".join(report.format().splitlines()[:4]))
-        per_worker = {}
-        for kind, folder in (("source", source), ("prepared", Path(report.output_dir))):
-            paths = sorted(str(p) for p in folder.glob("clip*.mp4"))
-            label = f"{width}x{height} {kind}"
+        trees = {kind: sorted(str(p) for p in folder.glob("clip*.mp4"))
+                 for kind, folder in (("source", source), ("prepared", Path(report.output_dir)))}
+        decode, load = defaultdict(list), defaultdict(list)
+        for r in range(args.rounds):  # the two trees alternate, so the machine's drift hits both alike
             for d in decoders:
-                ms = decode_ms(fresh(paths, views / f"{name}-{kind}-{d}", args.clips + 1), d, args.clips)
+                for kind, paths in trees.items():
+                    tag = f"{name}-{kind}-{d}-{r}"
+                    decode[kind, d].append(decode_ms(fresh(paths, views / tag, args.clips + 1), d, args.clips))
+                    for w in args.workers:
+                        names = fresh(paths, views / f"{tag}-loader{w}", args.clips + w)
+                        dataset = VideoClipDataset([Sample(p, 0) for p in names], FRAMES, SIZE, train=True,
+                                                   device_augment=True, decoder=d)
+                        load[kind, d, w].append(clips_per_second(file_loader(dataset, w, args.clips), args.clips) / w)
+        per_worker = {key: statistics.median(v) for key, v in load.items()}
+        for kind in trees:
+            for d in decoders:
+                ms = statistics.median(decode[kind, d])
                 for w in args.workers:
-                    names = fresh(paths, views / f"{name}-{kind}-{d}-loader{w}", args.clips + w)
-                    dataset = VideoClipDataset([Sample(p, 0) for p in names], FRAMES, SIZE, train=True,
-                                               device_augment=True, decoder=d)
-                    rate = clips_per_second(file_loader(dataset, w, args.clips), args.clips) / w
-                    per_worker[kind, d, w] = rate
-                    print(f"{label:<22} {d:<11} {ms:>15.0f} {1000 / ms:>16.1f} {w:>7} {rate:>26.2f}", flush=True)
+                    print(f"{width}x{height} {kind:<13} {d:<11} {ms:>15.0f} {1000 / ms:>16.1f} {w:>7} "
+                          f"{per_worker[kind, d, w]:>26.2f}", flush=True)
         for w in args.workers:
-            best = {kind: max((per_worker[kind, d, w], d) for d in decoders) for kind in ("source", "prepared")}
+            best = {kind: max((per_worker[kind, d, w], d) for d in decoders) for kind in trees}
             ratios = [f"{per_worker['prepared', d, w] / per_worker['source', d, w]:.1f}x ({d})" for d in decoders]
-            print(f"  {name}, {w} worker(s): the prepared tree reads {', '.join(ratios)}"
-                  f" faster per worker than the source; best decoder each: {best['prepared'][0]:.2f} "
-                  f"({best['prepared'][1]}) vs {best['source'][0]:.2f} ({best['source'][1]}) clips/s, "
-                  f"{best['prepared'][0] / best['source'][0]:.1f}x")
+            print(f"  {name}, {w} worker(s), medians of {args.rounds} alternating rounds: the prepared tree reads "
+                  f"{', '.join(ratios)} faster per worker than the source; best decoder each: "
+                  f"{best['prepared'][0]:.2f} ({best['prepared'][1]}) vs {best['source'][0]:.2f} "
+                  f"({best['source'][1]}) clips/s, {best['prepared'][0] / best['source'][0]:.1f}x")
     shutil.rmtree(views, ignore_errors=True)
 
 
@@ -263,6 +273,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dir", default="/tmp/tc_clip_bench")
     parser.add_argument("--device", default="cpu", help="where to time the batched transform as well")
     parser.add_argument("--sets", nargs="+", choices=[*SETS, *REALISTIC], default=[*SETS, *REALISTIC])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the realistic sets (medians)")
     args = parser.parse_args(argv)
     random.seed(0)
     torch.manual_seed(0)

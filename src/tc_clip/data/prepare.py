@@ -288,9 +288,11 @@ def _safe_name(text: str) -> str:
 
 def write_lists(out: Path, lists: Sequence[ListFile]) -> list[str]:
     """Write the list files (and label CSVs) into ``out``; returns their file names."""
-    written = []
+    written: list[str] = []
     for lf in lists:
-        stem = _safe_name(lf.name)
+        stem, k = _safe_name(lf.name), 2
+        while f"{stem}.txt" in written:  # two sets of one name
+            stem, k = f"{_safe_name(lf.name)}-{k}", k + 1
         rows = lf.paths if lf.labels is None else [f"{p} {y}" for p, y in zip(lf.paths, lf.labels, strict=True)]
         (out / f"{stem}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
         written.append(f"{stem}.txt")
@@ -384,7 +386,8 @@ def _run(todo: list[_Job], settings: PrepareSettings, workers: int, threads: int
         import multiprocessing as mp
 
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+        try:
             queue = iter(todo)
             pending: set[Future] = set()
             while True:
@@ -393,14 +396,21 @@ def _run(todo: list[_Job], settings: PrepareSettings, workers: int, threads: int
                     if len(pending) >= 2 * workers:
                         break
                 if not pending:
-                    return
+                    break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()
                     bar.update()
+        except BaseException:  # Ctrl-C or a failing caller: the files in flight are lost, nothing waits for them
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                with contextlib.suppress(OSError, AttributeError, ValueError):
+                    proc.kill()
+            raise
+        pool.shutdown()
     finally:
         bar.close()
-
 
 
 def folder_sources(input_dir: str | os.PathLike) -> list[tuple[str, str]]:
