@@ -1,4 +1,5 @@
-"""One GPU check: everything the CPU cannot tell, in one Markdown table, in under 8 minutes on one GPU.
+"""One GPU check: everything the CPU cannot tell, in one Markdown table (sized for under 8 minutes on one
+GPU; not yet timed on one).
 
 - model speed at batch 8 x 16 frames of 224 px in bf16 (autocast, as ``bf16-mixed`` trains), eager and
   ``torch.compile``d: TCCLIP's eval forward (400 classes) and train step (forward + backward) against
