@@ -27,7 +27,8 @@ output folder takes one ``prepare`` at a time (a lock file).
 
 Encoders: ``pyav`` (FFmpeg's libraries through PyAV, a dependency) or ``ffmpeg`` (the binary, where
 installed). Measured on 10-second 1280x720 and 640x360 H.264 files to 456x256 they take the same time
-within noise; ``pyav`` is the default because it is always there and its resize is the PSNR reference.
+within noise; ``pyav`` is the default because it is always there. Each is its own PSNR reference: the
+source resized by the same scaler, so the PSNR measures the encoding, not the two scalers' difference.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -318,7 +319,6 @@ def prepare_files(
     lists: Sequence[ListFile] = (),
     psnr_videos: int = 8,
     progress: bool = True,
-    on_entry: Callable[[dict[str, Any]], None] | None = None,
 ) -> PrepareReport:
     """Re-encode ``sources`` (``(path, relative path)`` pairs; the relative path is kept under
     ``output_dir``) with ``settings`` in ``workers`` processes (default: one per CPU), skipping the files
@@ -353,8 +353,6 @@ def prepare_files(
             for entry in _run(todo, settings, workers, threads, progress):
                 manifest.add(entry)
                 report.encoded += entry["status"] == "ok"
-                if on_entry is not None:
-                    on_entry(entry)
         finally:
             report.seconds = time.perf_counter() - start
             current = {j.rel for j in jobs}
