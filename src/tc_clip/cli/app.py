@@ -76,8 +76,8 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
-    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
-    "paper's tables."
+    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip prepare --config CONFIG --output_dir "
+    "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables."
 )
 
 
