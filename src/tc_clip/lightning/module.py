@@ -53,6 +53,10 @@ class TCCLIPModule(L.LightningModule):
         predict_top_k: how many classes ``predict`` reports per video.
         views_per_forward: evaluate at most this many views of a batch per forward pass (memory);
             ``None`` runs all ``B·V`` clips at once.
+    Speed
+        compile: run the model through ``torch.compile`` (inductor) in training, evaluation and
+            prediction; weights, checkpoints and results are those of the eager model. A new input shape
+            recompiles (README, "Precision and compile").
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class TCCLIPModule(L.LightningModule):
         mix_switch_prob: float = 0.5,
         predict_top_k: int = 5,
         views_per_forward: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
@@ -108,6 +113,8 @@ class TCCLIPModule(L.LightningModule):
         self._loaded_epoch: int | None = None
         self._train_skipped: Tensor | None = None
         self._train_decoded: Tensor | None = None  # training clips per backend (DECODERS order)
+        # kept out of the module tree: the state dict stays the eager model's (no ``_orig_mod`` keys)
+        self.__dict__["_compiled"] = torch.compile(self.model) if compile else None
 
     # ----------------------------------------------------------------------------------------- model
     @staticmethod
@@ -123,8 +130,10 @@ class TCCLIPModule(L.LightningModule):
         return TCCLIP.from_clip(model_name, pretrained=pretrained, class_names=names, config=config)
 
     def forward(self, video: Tensor) -> Tensor:
-        """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary."""
-        return self.model(video)
+        """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary (compiled with
+        ``compile=True``)."""
+        compiled = self.__dict__.get("_compiled")
+        return compiled(video) if compiled is not None else self.model(video)
 
     def _use_vocabulary(self, names: Sequence[str]) -> None:
         current = getattr(self.model, "class_names", None)
@@ -198,7 +207,7 @@ class TCCLIPModule(L.LightningModule):
         )
         with step_rng(self.current_epoch, batch_idx):  # a resumed run makes the same random draws
             video, target = mixup(video, label)
-            logits = self.model(video)  # (aggregation "random" draws too)
+            logits = self(video)  # (aggregation "random" draws too)
         loss = soft_target_cross_entropy(logits, target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=video.shape[0])
         if "skipped" in batch:  # unreadable training videos replaced by others: summed on the device, no sync
@@ -245,7 +254,7 @@ class TCCLIPModule(L.LightningModule):
     def eval_scores(self, video: Tensor) -> Tensor:
         """``[B, V, T, 3, H, W]`` (or ``[B, T, 3, H, W]``) → ``[B, C]``: softmax per view, summed
         (:func:`~tc_clip.lightning.metrics.video_scores`, at most ``views_per_forward`` clips a pass)."""
-        return video_scores(self.model, video, self.hparams.views_per_forward)
+        return video_scores(self.forward, video, self.hparams.views_per_forward)
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         sets = self._eval_sets.get(stage)
