@@ -76,7 +76,7 @@ def test_ckpt_path_last_without_a_readable_file(tmp_path):
     with pytest.warns(UserWarning, match="skipping"), pytest.raises(CheckpointError, match="no readable last"):
         resolve_ckpt_path("last", "validate", root)
     with pytest.warns(UserWarning, match="skipping"):
-        assert resolve_ckpt_path("last", "fit", root) == "last"  # fit starts from scratch (Lightning warns)
+        assert resolve_ckpt_path("last", "fit", root) is None  # fit starts a new run (never the damaged file)
     with pytest.raises(CheckpointError, match=f"cannot load {bad}: truncated or not a torch checkpoint"):
         resolve_ckpt_path(str(bad), "validate", root)
     with pytest.raises(CheckpointError, match="no such file"):
