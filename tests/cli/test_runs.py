@@ -164,3 +164,121 @@ def test_validate_checkpoint_accepts_a_real_lightning_checkpoint(tmp_path):
     torch.save({"model": {}}, tmp_path / "plain.pth")
     with pytest.raises(CheckpointError, match="not a Lightning checkpoint"):
         validate_checkpoint(tmp_path / "plain.pth")
+
+
+# ------------------------------------------------------------- paths, kills and damage (issue 17: 1, 5, 6)
+
+
+def test_local_paths_beginning_with_http_stay_local_files_for_lightning(tmp_path, monkeypatch):
+    from lightning.fabric.utilities.cloud_io import _load
+
+    monkeypatch.chdir(tmp_path)
+    _ckpt(Path("http_runs/last.ckpt"), 3, time.time())
+    _ckpt(Path("httproot/version_0/checkpoints/last.ckpt"), 5, time.time())
+
+    def downloader(*args, **kwargs):
+        raise AssertionError(f"torch hub's downloader called with {args}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", downloader)
+    for given, root, step in (("http_runs/last.ckpt", "runs", 3), ("last", "httproot", 5)):
+        resolved = resolve_ckpt_path(given, "fit", root)
+        assert os.path.isabs(resolved)
+        assert _load(resolved, map_location="cpu", weights_only=True)["global_step"] == step  # Lightning's reader
+    with pytest.raises(CheckpointError, match="remote http"):  # remote by fsspec, a URL to Lightning
+        resolve_ckpt_path("httpx://host/last.ckpt", "fit", "runs")
+
+
+class Killed(BaseException):
+    """A simulated SIGKILL: nothing after it runs."""
+
+
+def _die_writing_into(folder: Path, monkeypatch, after: int = 1000) -> None:
+    """The next file opened for writing inside ``folder`` dies after ``after`` bytes."""
+    import builtins
+
+    real_open = builtins.open
+
+    class Dying:
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, data):
+            room = after - self.n
+            if len(data) > room:
+                self.f.write(bytes(data)[:room])
+                self.f.flush()
+                raise Killed
+            self.n += len(data)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def dying_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and "w" in mode and Path(file).parent == folder:
+            monkeypatch.setattr(builtins, "open", real_open)
+            return Dying(f)
+        return f
+
+    monkeypatch.setattr(builtins, "open", dying_open)
+
+
+def test_kill_while_last_ckpt_is_written_keeps_the_previous_one(cache, tmp_path, monkeypatch):
+    """``$TMPDIR`` on another filesystem (simulated: renames out of it fail with EXDEV, so a move copies),
+    and the process dies in the middle of writing the checkpoint folder."""
+    import errno
+    import shutil
+    import tempfile
+
+    from tc_clip.cli.app import build_cli
+
+    other_fs = tmp_path / "other_fs"
+    other_fs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(other_fs))
+    real_rename = os.rename
+
+    def rename(src, dst, *args, **kwargs):
+        if str(src).startswith(str(other_fs)):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(shutil, "_USE_CP_SENDFILE", False)
+    root = tmp_path / "runs"
+    io = build_cli(demo_args(cache, root), run=False).trainer.strategy.checkpoint_io
+    folder = root / "version_0/checkpoints"
+    state = {"state_dict": {"w": torch.arange(100_000.0)}, "global_step": 11}
+    io.save_checkpoint(state, folder / "last.ckpt")
+    _die_writing_into(folder, monkeypatch)
+    with pytest.raises((Killed, RuntimeError)):  # (torch reports a death inside its writer as RuntimeError)
+        io.save_checkpoint({**state, "global_step": 12}, folder / "last.ckpt")
+    found = resolve_ckpt_path("last", "fit", root)
+    assert found == str(folder / "last.ckpt")
+    assert torch.load(found, weights_only=True)["global_step"] == 11
+    assert not list(other_fs.iterdir())
+
+
+def test_damaged_last_ckpt_falls_back_to_the_previous_one(tmp_path):
+    folder = tmp_path / "runs/version_0/checkpoints"
+    folder.mkdir(parents=True)
+    now = time.time()
+    for name, step, mtime in (("last-prev.ckpt", 1, now - 10), ("last.ckpt", 2, now)):
+        torch.save({"state_dict": {"w": torch.full((100_000,), float(step))}, "global_step": step}, folder / name)
+        os.utime(folder / name, (mtime, mtime))
+    last = folder / "last.ckpt"
+    data = bytearray(last.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + 4096] = bytes(4096)  # 4 KiB zeroed inside the tensor data
+    last.write_bytes(bytes(data))
+    os.utime(last, (now, now))
+    with pytest.raises(CheckpointError, match="damaged: the CRC"):
+        validate_checkpoint(last)
+    with pytest.warns(UserWarning, match="skipping .*last.ckpt: damaged"):
+        assert find_last_checkpoint(tmp_path / "runs") == str(folder / "last-prev.ckpt")
