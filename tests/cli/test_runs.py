@@ -10,6 +10,7 @@ import logging
 import os
 import pathlib
 import threading
+import re
 import time
 from pathlib import Path
 
@@ -282,3 +283,41 @@ def test_damaged_last_ckpt_falls_back_to_the_previous_one(tmp_path):
         validate_checkpoint(last)
     with pytest.warns(UserWarning, match="skipping .*last.ckpt: damaged"):
         assert find_last_checkpoint(tmp_path / "runs") == str(folder / "last-prev.ckpt")
+
+
+# --------------------------------------------------- a run's own folder and checkpoints (issue 17: 7, 9, 10)
+
+
+@pytest.mark.slow
+def test_resume_keeps_to_its_run_folder_and_settings_and_sums_up_the_whole_run(cache, tmp_path, capsys):
+    from run_helpers import Killed
+
+    root = tmp_path / "runs"
+    base = ["fit", *demo_args(cache, root, "--trainer.max_epochs", "1", "--model.lr", "1e-9", "--model.lr_min", "0")]
+    # (lr ~ 0: equal scores, so the best epoch stays 0)
+    for _ in range(2):  # killed before the first checkpoint, twice: one folder, no checkpoint
+        with pytest.raises(Killed):
+            main([*base, "--ckpt_path", "last", "--trainer.callbacks+=run_helpers.DieAt",
+                  "--trainer.callbacks.global_step=0"])
+    assert sorted(p.name for p in root.iterdir()) == ["version_0"]
+    capsys.readouterr()
+    assert main([*base, "--ckpt_path", "last"]) == 0
+    decoded = re.search(r"training clips decoded by: (.*)", capsys.readouterr().out).group(1)
+    twice = ", ".join(f"{name} {2 * int(n)}" for name, n in (part.split() for part in decoded.split(", ")))
+    assert main([*base, "--ckpt_path", "last", "--trainer.max_epochs", "2"]) == 0  # resumed: epoch 1
+    out = capsys.readouterr().out
+    folder = root / "version_0/checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["version_0"]
+    assert {"last.ckpt", "last-prev.ckpt", "best.ckpt"} <= {p.name for p in folder.iterdir()}
+    best_epoch = torch.load(folder / "best.ckpt", weights_only=True, mmap=True)["epoch"]
+    assert best_epoch == 0 and f"at epoch {best_epoch}\n" in out
+    assert f"training clips decoded by: {twice}\n" in out  # both epochs
+    # changed settings are refused by name, for 'last' and for an explicit path
+    with pytest.raises(SystemExit, match=r"tc-clip: error: .*another run.*seed_everything \(0 -> 1\)"):
+        main([*base, "--ckpt_path", "last", "--seed_everything", "1"])
+    with pytest.raises(SystemExit, match=r"data.init_args.batch_size \(4 -> 2\).*--init_from"):
+        main([*base, "--ckpt_path", str(folder / "last.ckpt"), "--data.batch_size", "2"])
+    # a fine-tune from those weights: a new run of its own
+    assert main([*base, "--init_from", str(folder / "last.ckpt"), "--data.batch_size", "2"]) == 0
+    new = torch.load(root / "version_1/checkpoints/last.ckpt", weights_only=True, mmap=True)
+    assert new["epoch"] == 0 and new["tc_clip_run"]["keys"]["data.init_args.batch_size"] == "2"

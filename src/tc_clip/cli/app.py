@@ -350,6 +350,9 @@ def configure_fit(cli: LightningCLI) -> None:
     first_ckpt = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, ModelCheckpoint)),
                       len(trainer.callbacks))
     trainer.callbacks[first_ckpt:first_ckpt] = extra
+    # last.ckpt last: it then holds the other checkpoint callbacks' state of the same step (best.ckpt's score),
+    # so a resumed run keeps the best epoch it had
+    trainer.callbacks.sort(key=lambda c: isinstance(c, LastCheckpoint))
 
 
 def init_weights(model: L.LightningModule, path: str) -> None:
