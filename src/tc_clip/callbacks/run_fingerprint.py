@@ -40,7 +40,7 @@ class RunFingerprint(Callback):
         if stage == "fit" and log_dir and trainer.is_global_zero:
             os.makedirs(log_dir, exist_ok=True)
             with open(os.path.join(log_dir, RUN_FILE), "w") as f:
-                json.dump({"keys": self.keys}, f, indent=1, sort_keys=True)
+                json.dump({"subcommand": "fit", "keys": self.keys}, f, indent=1, sort_keys=True)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         theirs = stored_keys(checkpoint)

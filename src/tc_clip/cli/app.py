@@ -32,6 +32,7 @@ refused by name.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -57,12 +58,14 @@ from tc_clip.callbacks import (
     SamplerResume,
     ValidateAtFitEnd,
 )
-from tc_clip.callbacks.run_fingerprint import RunFingerprint
+from tc_clip.callbacks.run_fingerprint import RUN_FILE, RunFingerprint
 from tc_clip.cli.fingerprint import config_keys
 from tc_clip.cli.options import accumulation_for, auto_precision, checkpoint_model_options
 from tc_clip.cli.runs import (
     ContinuingCSVLogger,
     local_path,
+    next_version,
+    previous_version,
     resolve_ckpt_path,
     resume_point,
     reusable_version,
@@ -224,6 +227,8 @@ class TCCLIPCLI(LightningCLI):
             version, step = resume_point(ckpt, root) or (None, None)  # a resumed fit continues its folder
             if self.subcommand == "fit" and ckpt is None and getattr(self, "resume_requested", False):
                 version = reusable_version(root, getattr(self, "run_keys", None))  # a folder left by a kill
+            if self.subcommand == "predict":
+                version = self._predict_version(root, list(cfg.get("callbacks") or []))
             tb = TensorBoardLogger(save_dir=root, name="", version=version, default_hp_metric=False)
             # CSV first: it creates the shared version folder before TensorBoard writes into it
             kwargs["logger"] = [ContinuingCSVLogger(save_dir=root, name="", version=tb.version, resume_step=step), tb]
@@ -251,9 +256,27 @@ class TCCLIPCLI(LightningCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):  # checkpoints written atomically
             kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
-            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
+            redo = bool(self._get(self.config_init, "redo"))
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter(redo=redo)]
         _quiet_expected_warnings(self.subcommand, resumed=self._get(self.config_init, "ckpt_path") is not None)
         return super().instantiate_trainer(**kwargs)
+
+
+    def _predict_version(self, root: str, callbacks: list[Any]) -> int | None:
+        """An earlier ``predict`` folder of the same command (config keys and checkpoint file), which the
+        default :class:`PredictionWriter` then finds complete or continues; ``None`` (a new folder) with
+        ``--redo`` or a writer of its own. Notes the keys in the chosen folder's ``run.json``."""
+        if self._get(self.config_init, "redo") or any(isinstance(c, PredictionWriter) for c in callbacks):
+            return None
+        ckpt = self._get(self.config_init, "ckpt_path")
+        stat = os.stat(ckpt) if ckpt and os.path.isfile(str(ckpt)) else None
+        keys = {**getattr(self, "run_keys", {}),
+                "ckpt": json.dumps([str(ckpt), stat.st_size, stat.st_mtime_ns] if stat else ckpt)}
+        version = previous_version(root, keys, "predict")
+        folder = Path(root) / f"version_{version if version is not None else next_version(root)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RUN_FILE).write_text(json.dumps({"subcommand": "predict", "keys": keys}, indent=1))
+        return int(folder.name.removeprefix("version_"))
 
 
 def _quiet_expected_warnings(subcommand: str | None, resumed: bool) -> None:

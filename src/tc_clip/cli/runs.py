@@ -36,6 +36,8 @@ __all__ = [
     "local_path",
     "resolve_ckpt_path",
     "resume_point",
+    "next_version",
+    "previous_version",
     "reusable_version",
     "validate_checkpoint",
 ]
@@ -148,6 +150,32 @@ def resume_point(ckpt_path: str | None, root: str | os.PathLike) -> tuple[int, i
         return None
     step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0)
     return int(m.group(1)), int(step)
+
+
+def _versions(root: str | os.PathLike) -> dict[int, Path]:
+    found = {}
+    for folder in Path(root).glob("version_*"):
+        m = re.fullmatch(r"version_(\d+)", folder.name)
+        if m and folder.is_dir():
+            found[int(m.group(1))] = folder
+    return found
+
+
+def next_version(root: str | os.PathLike) -> int:
+    """The number of a new ``root/version_N`` (as Lightning's loggers count)."""
+    return max(_versions(root), default=-1) + 1
+
+
+def previous_version(root: str | os.PathLike, keys: dict[str, str], subcommand: str) -> int | None:
+    """The newest ``root/version_N`` whose ``run.json`` holds these keys for ``subcommand``."""
+    for number, folder in sorted(_versions(root).items(), reverse=True):
+        try:
+            run = json.loads((folder / RUN_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(run, dict) and run.get("subcommand") == subcommand and run.get("keys") == keys:
+            return number
+    return None
 
 
 def reusable_version(root: str | os.PathLike, keys: dict[str, str] | None) -> int | None:

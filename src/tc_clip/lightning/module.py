@@ -339,11 +339,15 @@ class TCCLIPModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     # -------------------------------------------------------------------------------------- predict
+    def predict_class_names(self) -> list[str]:
+        """The vocabulary ``predict`` scores against (the data module's, else the checkpoint's)."""
+        if self._predict_class_names is None:
+            self._predict_class_names = list(self._discover_eval_sets("predict")[0].class_names)
+        return self._predict_class_names
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         """Top-k class names and scores (mean softmax over views) for every video of the batch."""
-        names = self._predict_class_names
-        if names is None:
-            names = self._predict_class_names = self._discover_eval_sets("predict")[0].class_names
+        names = self.predict_class_names()
         self._use_vocabulary(names)
         video = batch["video"]
         views = video.shape[1] if video.dim() == 6 else 1
