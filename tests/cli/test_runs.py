@@ -9,8 +9,8 @@ import http.server
 import logging
 import os
 import pathlib
-import threading
 import re
+import threading
 import time
 from pathlib import Path
 

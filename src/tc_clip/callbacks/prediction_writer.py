@@ -275,7 +275,9 @@ def _predict_datasets(trainer: L.Trainer) -> list[Any] | None:
 
 
 #: Data module attributes that change how videos are loaded, not what is predicted.
-_LOADER_OPTIONS = ("num_workers", "pin_memory", "persistent_workers", "batch_size", "eval_batch_size", "prefetch_factor")
+_LOADER_OPTIONS = (
+    "num_workers", "pin_memory", "persistent_workers", "batch_size", "eval_batch_size", "prefetch_factor"
+)
 
 
 def _plain(value: Any) -> bool:

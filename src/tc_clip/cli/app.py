@@ -12,11 +12,16 @@ before anything is built. On top of plain LightningCLI:
   and every ``--last_every_n_steps`` steps), :class:`NonFiniteGuard` (stops at a NaN/inf loss or weights,
   naming the step, before anything is saved), :class:`SamplerResume` (a run resumed mid-epoch continues
   with the next unseen sample), LearningRateMonitor (when logging);
-* ``--ckpt_path last`` resumes from this run's newest readable ``last*.ckpt``
+* ``--ckpt_path last`` resumes from this run's newest readable ``last*.ckpt`` whose run fingerprint
+  (:mod:`tc_clip.cli.fingerprint`, stored by :class:`RunFingerprint`) matches
   (``<trainer.default_root_dir>/version_*/checkpoints`` or ``--checkpoint.dirpath``), restoring weights,
-  optimiser, scheduler, epoch and sampler position, and logs into the same version folder; remote
-  ``http(s)://`` checkpoints and ``--weights_only false`` are refused (they would run code from the file);
-* ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
+  optimiser, scheduler, epoch and sampler position, and logs into the same version folder; a checkpoint of
+  another run is refused naming the keys that differ (``--init_from PATH`` starts a new run from its
+  weights); remote ``http(s)://`` checkpoints and ``--weights_only false`` are refused (they would run code
+  from the file), and local paths reach Lightning absolute; checkpoints are written atomically
+  (:class:`AtomicCheckpointIO`);
+* ``predict`` writes ``predictions.csv`` into the log folder (a rerun of the same prediction continues, or
+  finds complete, the earlier folder; ``--redo true`` computes it again) unless a :class:`PredictionWriter` is
   configured (``--trainer.callbacks+=tc_clip.callbacks.PredictionWriter
   --trainer.callbacks.output_path preds.json``);
 * the data commands (:mod:`tc_clip.cli.data_commands`) parse their options with the same parser.
@@ -227,6 +232,7 @@ class TCCLIPCLI(LightningCLI):
             version, step = resume_point(ckpt, root) or (None, None)  # a resumed fit continues its folder
             if self.subcommand == "fit" and ckpt is None and getattr(self, "resume_requested", False):
                 version = reusable_version(root, getattr(self, "run_keys", None))  # a folder left by a kill
+                step = 0 if version is not None else None  # its rows are logged again
             if self.subcommand == "predict":
                 version = self._predict_version(root, list(cfg.get("callbacks") or []))
             tb = TensorBoardLogger(save_dir=root, name="", version=version, default_hp_metric=False)

@@ -120,7 +120,8 @@ def find_last_checkpoint(
             continue
         if keys is not None:
             theirs = stored_keys(ckpt or {})
-            differing = ["it has no run fingerprint"] if theirs is None else differences(keys, theirs, ("global_batch",))
+            differing = (["it has no run fingerprint"] if theirs is None
+                         else differences(keys, theirs, ("global_batch",)))
             if differing:
                 others.append((local_path(path), differing))
                 continue
