@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -83,6 +84,7 @@ class PredictionWriter(Callback):
         if self.complete:
             if datasets:
                 datasets[0] = Subset(datasets[0], [])
+                warnings.filterwarnings("ignore", message="Total length of `DataLoader` across ranks is zero")
                 _reload_predict_loader(trainer)
             return
         if self._rows and datasets:

@@ -233,6 +233,7 @@ class TCCLIPCLI(LightningCLI):
             if self.subcommand == "fit" and ckpt is None and getattr(self, "resume_requested", False):
                 version = reusable_version(root, getattr(self, "run_keys", None))  # a folder left by a kill
                 step = 0 if version is not None else None  # its rows are logged again
+                self.reused_folder = version is not None
             if self.subcommand == "predict":
                 version = self._predict_version(root, list(cfg.get("callbacks") or []))
             tb = TensorBoardLogger(save_dir=root, name="", version=version, default_hp_metric=False)
@@ -264,7 +265,8 @@ class TCCLIPCLI(LightningCLI):
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
             redo = bool(self._get(self.config_init, "redo"))
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter(redo=redo)]
-        _quiet_expected_warnings(self.subcommand, resumed=self._get(self.config_init, "ckpt_path") is not None)
+        resumed = self._get(self.config_init, "ckpt_path") is not None or getattr(self, "reused_folder", False)
+        _quiet_expected_warnings(self.subcommand, resumed=resumed)
         return super().instantiate_trainer(**kwargs)
 
 
