@@ -321,3 +321,28 @@ def test_resume_keeps_to_its_run_folder_and_settings_and_sums_up_the_whole_run(c
     assert main([*base, "--init_from", str(folder / "last.ckpt"), "--data.batch_size", "2"]) == 0
     new = torch.load(root / "version_1/checkpoints/last.ckpt", weights_only=True, mmap=True)
     assert new["epoch"] == 0 and new["tc_clip_run"]["keys"]["data.init_args.batch_size"] == "2"
+
+
+def test_fingerprint_keeps_what_defines_a_run_and_refuses_another_global_batch(tmp_path):
+    from types import SimpleNamespace
+
+    from tc_clip.callbacks.run_fingerprint import RunFingerprint, RunMismatchError
+    from tc_clip.cli.fingerprint import config_keys, differences
+
+    lst = tmp_path / "train.txt"
+    lst.write_text("a.mp4 0\n")
+    cfg = {"seed_everything": 0, "ckpt_path": "x.ckpt", "checkpoint": {"monitor": "m"},
+           "trainer": {"devices": 2, "max_epochs": 3, "gradient_clip_val": 1.0},
+           "data": {"init_args": {"train_list": str(lst), "root": str(tmp_path), "num_workers": 8, "batch_size": 4}}}
+    keys = config_keys(cfg)
+    assert sorted(keys) == ["data.init_args.batch_size", "data.init_args.train_list", "seed_everything",
+                            "trainer.gradient_clip_val"]
+    moved = tmp_path / "moved.txt"
+    moved.write_text(lst.read_text())
+    assert config_keys({**cfg, "data": {"init_args": {**cfg["data"]["init_args"], "train_list": str(moved)}}}) == keys
+    lst.write_text("b.mp4 0\n")  # the same path, other content: another run
+    assert [d.split(" ")[0] for d in differences(config_keys(cfg), keys)] == ["data.init_args.train_list"]
+    callback = RunFingerprint({**keys, "global_batch": "16"})
+    with pytest.raises(RunMismatchError, match=r"global_batch \(32 -> 16\)"):
+        callback.on_load_checkpoint(SimpleNamespace(ckpt_path="c.ckpt"), None,
+                                    {"tc_clip_run": {"keys": {**keys, "global_batch": "32"}}})
