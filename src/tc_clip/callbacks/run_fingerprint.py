@@ -62,10 +62,16 @@ def stored_keys(checkpoint: Mapping[str, Any]) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, Mapping) else None
 
 
+#: How many differing keys an error names (the rest are counted).
+MAX_SHOWN = 8
+
+
 class RunMismatchError(CheckpointError):
     """A checkpoint that belongs to another run (its fingerprint differs in the keys named)."""
 
     def __init__(self, path: str, differing: list[str], hint: str = "") -> None:
         self.differing = differing
-        super().__init__(path, "a checkpoint of another run, which differs in " + "; ".join(differing)
+        shown = "; ".join(differing[:MAX_SHOWN]) + (
+            f"; and {len(differing) - MAX_SHOWN} more" if len(differing) > MAX_SHOWN else "")
+        super().__init__(path, "a checkpoint of another run, which differs in " + shown
                          + (f". {hint}" if hint else ""))
