@@ -76,6 +76,7 @@ from tc_clip.cli.runs import (
     reusable_version,
     validate_checkpoint,
 )
+from tc_clip.data.errors import DataError
 from tc_clip.lightning.checkpoint_io import AtomicCheckpointIO
 from tc_clip.lightning.module import TCCLIPModule
 from tc_clip.model import CheckpointError
@@ -94,8 +95,8 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
-    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
-    "paper's tables."
+    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip prepare --config CONFIG --output_dir "
+    "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables."
 )
 
 
@@ -399,7 +400,7 @@ def init_weights(model: L.LightningModule, path: str) -> None:
     rank_zero_info(f"--init_from: weights from {path} (a new run: optimiser, schedule and epoch start afresh)")
 
 
-_USER_ERRORS = (NonFiniteError, CheckpointError)
+_USER_ERRORS = (NonFiniteError, CheckpointError, DataError)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
