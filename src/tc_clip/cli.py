@@ -86,7 +86,8 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
     "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
-    "paper's tables."
+    "paper's tables; 'tc-clip export --model CKPT --output_dir DIR' writes a shareable model folder; "
+    "'tc-clip serve --model DIR' serves it over HTTP."
 )
 
 
@@ -333,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tc_clip.data_commands import run_data_command
 
         return run_data_command(words[0], words[1:])
+    if words and words[0] in ("export", "serve"):  # model folders and the HTTP server (tc_clip.cli_export/_serve)
+        import importlib
+
+        return importlib.import_module(f"tc_clip.cli_{words[0]}").main(words[1:])
     if words and words[0] == "report":
         from tc_clip.results import report_main
 
