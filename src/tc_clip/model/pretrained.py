@@ -367,6 +367,13 @@ def resolve_folder(
     where = text + (f"@{revision}" if revision else "")
     refused = (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError, hub_errors.HFValidationError)
     try:
+        if not offline:  # snapshot_download's first request has no timeout: ask once with one
+            try:
+                huggingface_hub.HfApi(token=token).model_info(text, revision=revision, timeout=timeout)
+            except refused:
+                raise
+            except Exception as err:  # noqa: BLE001 - timeouts and connection errors come in many types
+                offline, why = True, f"the Hub did not answer within {timeout:g} s ({type(err).__name__})"
         if not offline:
             try:
                 return Path(huggingface_hub.snapshot_download(text, etag_timeout=timeout, **kwargs))
