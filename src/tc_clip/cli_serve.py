@@ -25,6 +25,12 @@ def _devices(text: str) -> int | str:
     return int(text)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1024 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1024 to 65535, got {text!r}")
+    return int(text)
+
+
 def parser() -> Parser:
     p = Parser(prog="tc-clip serve", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,8 +38,9 @@ def parser() -> Parser:
     p.add_argument("--class_names", help="default vocabulary: names.txt (one a line), labels.csv (id,name) or "
                    "names.json (a list); default: the model's saved class names")
     p.add_argument("--clip_weights", help="CLIP's weights, for a release checkpoint")
-    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default), 0.0.0.0 or ::")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", choices=("127.0.0.1", "0.0.0.0", "::"),
+                   help="127.0.0.1 (default: this machine only), 0.0.0.0 or :: (every interface)")
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--max_batch_size", type=int, default=8, help="requests batched into one forward (1: off)")
     p.add_argument("--batch_timeout", type=float, default=0.05, help="seconds a batch waits to fill")
     p.add_argument("--accelerator", default="auto", choices=("auto", "cpu", "cuda", "mps"))

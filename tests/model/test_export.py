@@ -63,10 +63,11 @@ def fit_run(tmp_path_factory, clip_file) -> Path:
                        "init_args": {"num_frames": 8, "input_size": 64, "cache_dir": "/home/someone/secret"}},
               "trainer": {"max_epochs": 3}, "checkpoint": {"monitor": "val/synthetic/val/top1", "mode": "max"}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    records = [{"stage": "val", "epoch": 0, "sets": [{"name": "synthetic/val", "top1": 0.4, "top5": 1.0, "videos": 30}]},
-               {"stage": "val", "epoch": 1, "sets": [{"name": "synthetic/val", "top1": 0.9, "top5": 1.0, "videos": 30}]},
-               {"stage": "test", "epoch": 1, "ckpt_path": "/x/other.ckpt",
-                "sets": [{"name": "synthetic/val", "top1": 0.8, "top5": 1.0, "videos": 30}]}]
+    def record(stage, epoch, top1, **extra):
+        return {"stage": stage, "epoch": epoch, **extra,
+                "sets": [{"name": "synthetic/val", "top1": top1, "top5": 1.0, "videos": 30}]}
+
+    records = [record("val", 0, 0.4), record("val", 1, 0.9), record("test", 1, 0.8, ckpt_path="/x/other.ckpt")]
     (run / "eval_results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return run
 
@@ -131,7 +132,8 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     code, out = export(capsys, "--output_dir", tmp_path / "x")
     assert code == 2 and out.strip() == "tc-clip: error: export: the following arguments are required: --model"
     code, out = export(capsys, "--model", tmp_path / "missing.ckpt", "--output_dir", tmp_path / "x")
-    assert code == 1 and out.strip().splitlines() == [f"tc-clip: error: model file not found: {tmp_path / 'missing.ckpt'}"]
+    missing = tmp_path / "missing.ckpt"
+    assert code == 1 and out.strip().splitlines() == [f"tc-clip: error: model file not found: {missing}"]
     inference.tiny_model(NAMES).save(tmp_path / "m.pt")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")

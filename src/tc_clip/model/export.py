@@ -61,7 +61,8 @@ def source_kind(path: str | os.PathLike) -> str:
         return "tcclip"
     if isinstance(blob, dict) and isinstance(blob.get("model"), dict):
         return "release"
-    raise CheckpointError(path, "not a Lightning checkpoint, a TCCLIP.save file, a release checkpoint or a model folder")
+    raise CheckpointError(path, "not a Lightning checkpoint, a TCCLIP.save file, a release checkpoint or a "
+                                "model folder")
 
 
 def _plain(value: Any, key: str) -> Any:

@@ -82,7 +82,8 @@ def export_onnx(model: TCCLIP, path: str | os.PathLike, example_batch: int = 2) 
     try:
         import onnxscript  # noqa: F401 - torch's exporter needs it
     except ImportError as err:
-        raise ImportError("the ONNX export needs the onnx and onnxscript packages: pip install 'tc-clip[onnx]'") from err
+        raise ImportError("the ONNX export needs the onnx and onnxscript packages: "
+                          "pip install 'tc-clip[onnx]'") from err
     wrapped = FixedVocabulary(model).cpu().float().eval()
     size = model.visual.image_size
     example = torch.zeros(example_batch, model.config.num_frames, 3, size[0], size[1])

@@ -24,20 +24,24 @@ class Clip:
     duration_s: float | None
 
 
-def _duration(data: bytes) -> float | None:
-    """Seconds, from the container header (no decoding); None when unknown. Unreadable -> 422."""
+def _inspect(data: bytes) -> float | None:
+    """Check the container without decoding: a video stream with at least one frame. Returns the duration
+    in seconds from the header (None when unknown). Raises :class:`RequestError` (422)."""
     import av
 
     try:
         with av.open(io.BytesIO(data), metadata_errors="ignore") as container:
             if not container.streams.video:
-                raise RequestError(422, "the upload holds no video stream")
-            if container.duration:
-                return container.duration / av.time_base
+                raise RequestError(422, "the upload holds no video stream (or a video stream without frames)")
             stream = container.streams.video[0]
-            if stream.duration and stream.time_base:
-                return float(stream.duration * stream.time_base)
-            return None
+            duration = None
+            if container.duration:
+                duration = container.duration / av.time_base
+            elif stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            if not any(packet.size for packet in container.demux(stream)):
+                raise RequestError(422, "the video has no frames")
+            return duration
     except RequestError:
         raise
     except Exception as err:  # noqa: BLE001 - av raises many types for data that is no video
@@ -51,14 +55,14 @@ def read_upload(data: bytes, num_frames: int, size: int, max_duration_s: float, 
 
     if not data:
         raise RequestError(422, "the upload is empty")
-    duration = _duration(data)
+    duration = _inspect(data)
     if duration is not None and duration > max_duration_s:
         raise RequestError(422, f"the video lasts {duration:.1f} s, over the limit of {max_duration_s:g} s")
     try:
         frames, n = read_frames(data, lambda count: eval_indices(count, num_frames), short_side=decode_short_side(size),
                                 name=name)
     except (VideoDecodeError, ValueError) as err:
-        raise RequestError(422, f"cannot decode {name}: {err}") from None
+        raise RequestError(422, f"the video cannot be decoded ({err})") from None
     if frames.shape[0] != num_frames or frames.size == 0:
         raise RequestError(422, f"{name} gave {frames.shape[0]} frames, not {num_frames}")
     indices = [min(max(int(i), 0), n - 1) for i in eval_indices(n, num_frames)]
