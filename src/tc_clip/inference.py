@@ -186,7 +186,7 @@ def find_demo_checkpoint(search: Sequence[str | os.PathLike] | None = None) -> P
         if env.strip().lower() in ("", "none", "0", "false"):
             return None
         path = Path(env).expanduser()
-        if not path.is_file():
+        if not (path.is_file() or (path / "config.json").is_file()):  # a checkpoint file or a model folder
             raise FileNotFoundError(f"${DEMO_CHECKPOINT_ENV} names a missing file: {path}")
         return path
     if search is None:

@@ -72,6 +72,19 @@ def test_load_model_and_the_vocabulary_override_accept_a_folder(folder, model):
     assert inference.predict(model_copy, x, top_k=3) == inference.predict(model, x, NAMES, top_k=3)
 
 
+def test_the_notebooks_loader_takes_a_folder(folder, model, monkeypatch):
+    loaded = inference.load_demo_model(checkpoint=folder)
+    assert not loaded.is_fallback and loaded.model.class_names == NAMES
+    monkeypatch.setenv(inference.DEMO_CHECKPOINT_ENV, str(folder))
+    assert inference.find_demo_checkpoint() == folder
+    assert torch.equal(logits_of(inference.load_demo_model().model), logits_of(model))
+
+
+def logits_of(m: TCCLIP) -> torch.Tensor:
+    with torch.no_grad():
+        return m.eval()(video())
+
+
 def test_model_card_states_architecture_switches_vocabulary_and_licence(folder):
     card = (folder / CARD_FILE).read_text()
     assert card.startswith("---\nlibrary_name: tc-clip\nlicense: other\n")
