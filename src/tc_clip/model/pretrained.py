@@ -393,7 +393,8 @@ def resolve_folder(
         raise CheckpointError(where, f"not a valid Hub repo id or revision ({err})") from err
     except (OSError, hub_errors.HfHubHTTPError) as err:
         raise CheckpointError(
-            where, f"no cached snapshot in {cache} and the Hub cannot be used ({why or err}). Download it on a "
+            where, f"no local folder of that name, no cached snapshot in {cache}, and the Hub cannot be used "
+                   f"({why or err}). Download it on a "
                    f"connected machine (`hf download {text}` fills the same cache) or pass a local folder",
         ) from err
 

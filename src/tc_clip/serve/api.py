@@ -10,7 +10,7 @@ is what :func:`tc_clip.inference.predict` gives for the same file and names.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import litserve as ls
@@ -37,7 +37,6 @@ class Item:
     names: tuple[str, ...]
     top_k: int
     filename: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_served_model(source: str, clip_weights: str | None = None, map_location: str = "cpu"):

@@ -66,7 +66,7 @@ class FormReader:
             upload = videos[0]
             if upload.size is not None and upload.size > self.limits.max_upload_bytes:
                 raise RequestError(413, f"the upload is larger than the limit of {self.limits.max_upload_mb:g} MB")
-            texts = {k: [v for v in form.getlist(k)] for k in ("class_names", "top_k")}
+            texts = {k: list(form.getlist(k)) for k in ("class_names", "top_k")}
             if any(not isinstance(v, str) for vs in texts.values() for v in vs):
                 raise RequestError(400, "class_names and top_k are text fields, not files")
             names = parse_class_names(texts["class_names"], self.limits)
