@@ -143,6 +143,8 @@ def load_model(
       hyper-parameters; ``kwargs`` override them, e.g. ``pretrained="/new/place/ViT-B-16.pt"`` when the
       CLIP weights the run started from have moved. The training vocabulary, if saved, is kept;
     * a file written by :meth:`TCCLIP.save`;
+    * a model folder written by :meth:`TCCLIP.save_pretrained` or ``tc-clip export`` (``config.json`` +
+      ``model.safetensors``);
     * a checkpoint released by the TC-CLIP authors (``.pth`` with a ``model`` state dict): needs
       ``clip_weights`` (OpenAI's ``ViT-B-16.pt``, for the token embedding); ``model_name`` and ``kwargs``
       (config fields) go to :meth:`TCCLIP.from_release_checkpoint`.
@@ -157,6 +159,15 @@ def load_model(
     if "://" in str(source):
         raise CheckpointError(source, "remote paths are not loaded; download the file and pass its local path")
     path = Path(source).expanduser()
+    if path.is_dir():  # a model folder (config.json + model.safetensors): nothing to override
+        from tc_clip.model.pretrained import load_folder
+
+        if kwargs or clip_weights is not None:
+            raise TypeError(f"a model folder takes no other arguments, got {sorted(kwargs) or ['clip_weights']}")
+        model = load_folder(path, map_location)
+        if class_names is not None:
+            model.set_class_names(class_names)
+        return model
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     blob = safe_load(path, mmap=True)  # read as data; a corrupt or unsafe file raises here, naming it
@@ -204,7 +215,7 @@ def find_demo_checkpoint(search: Sequence[str | os.PathLike] | None = None) -> P
         if env.strip().lower() in ("", "none", "0", "false"):
             return None
         path = Path(env).expanduser()
-        if not path.is_file():
+        if not (path.is_file() or (path / "config.json").is_file()):  # a checkpoint file or a model folder
             raise FileNotFoundError(f"${DEMO_CHECKPOINT_ENV} names a missing file: {path}")
         return path
     if search is None:

@@ -10,12 +10,15 @@
     tc-clip pack     --config configs/zero_shot_k400.yaml --output_dir shards/
     tc-clip prepare  --config configs/few_shot_hmdb.yaml --output_dir /data/hmdb51_256
     tc-clip report   runs/ -o report
+    tc-clip export   --model runs/demo/version_0/checkpoints/best.ckpt --output_dir demo-model
+    tc-clip serve    --model demo-model
 
 :func:`main` hands the words to their room: ``fit``/``validate``/``test``/``predict`` to the LightningCLI
 (:mod:`~tc_clip.cli.app`, its derived values in :mod:`~tc_clip.cli.options`, run folders and ``--ckpt_path``
 in :mod:`~tc_clip.cli.runs`), ``check-data``/``pack`` to :mod:`~tc_clip.cli.data_commands` (the same
-``--config``/``--data.*`` options, only the data module built), ``prepare`` to :mod:`~tc_clip.cli.prepare`
-and ``report`` to :mod:`~tc_clip.cli.report`.
+``--config``/``--data.*`` options, only the data module built), ``prepare`` to :mod:`~tc_clip.cli.prepare`,
+``export``/``serve`` to :mod:`~tc_clip.cli.export`/:mod:`~tc_clip.cli.serve` and ``report`` to
+:mod:`~tc_clip.cli.report`.
 """
 
 from __future__ import annotations
@@ -41,4 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tc_clip.cli import prepare  # PyAV encoding settings: loaded only for this command
 
         return prepare.main(words[1:])
+    if words and words[0] in ("export", "serve"):  # model folders and the HTTP server: loaded only for these
+        import importlib
+
+        return importlib.import_module(f"tc_clip.cli.{words[0]}").main(words[1:])
     return run(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)

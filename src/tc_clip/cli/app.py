@@ -96,7 +96,9 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
     "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip prepare --config CONFIG --output_dir "
-    "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables."
+    "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables; "
+    "'tc-clip export --model CKPT --output_dir DIR' writes a shareable model folder; 'tc-clip serve --model DIR' "
+    "serves it over HTTP."
 )
 
 
