@@ -6,8 +6,9 @@
 
 from typing import Any
 
+from tc_clip._version import __version__ as __version__
+
 __all__ = ["TCCLIP", "TCCLIPConfig"]
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

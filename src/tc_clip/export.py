@@ -222,10 +222,11 @@ def _add_onnx(model: TCCLIP, out: Path) -> None:
 def check_onnx(folder: str | os.PathLike, batch: int = 2, seed: int = 0) -> float:
     """Run the folder's ``model.onnx`` with onnxruntime and the PyTorch model on one random batch; returns
     the largest logit difference (raises if the top-1 classes differ)."""
+    from tc_clip.model import TCCLIP
     from tc_clip.model.onnx import ONNX_FILE, onnx_logits
     from tc_clip.model.pretrained import load_folder
 
-    model = load_folder(folder)
+    model = load_folder(folder, TCCLIP)
     size = model.visual.image_size
     video = torch.randn(batch, model.config.num_frames, 3, size[0], size[1],
                         generator=torch.Generator().manual_seed(seed))

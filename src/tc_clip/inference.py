@@ -164,7 +164,7 @@ def load_model(
 
         if kwargs or clip_weights is not None:
             raise TypeError(f"a model folder takes no other arguments, got {sorted(kwargs) or ['clip_weights']}")
-        model = load_folder(path, map_location)
+        model = load_folder(path, TCCLIP, map_location)
         if class_names is not None:
             model.set_class_names(class_names)
         return model

@@ -281,7 +281,7 @@ def measure_psnr(source: str, output: str, info: dict[str, Any], encoder: str = 
 
 def tool_versions(encoder: str) -> dict[str, str]:
     """The versions that made the files (for the manifest)."""
-    from tc_clip import __version__
+    from tc_clip._version import __version__
 
     lib = ".".join(map(str, av.library_versions.get("libavcodec", ())))
     tools = {"tc_clip": __version__, "pyav": f"PyAV {av.__version__}, libavcodec {lib}"}

@@ -30,12 +30,15 @@ import torch
 from tc_clip.model.serialization import CheckpointError
 
 if TYPE_CHECKING:
-    from tc_clip.model.tcclip import TCCLIP
+    from torch import nn
+
+    TCCLIP = nn.Module  # the model class is passed in (HubMixin): this module never imports it
 
 __all__ = [
     "CARD_FILE",
     "CONFIG_FILE",
     "WEIGHTS_FILE",
+    "HubMixin",
     "from_pretrained",
     "is_pretrained_folder",
     "push_folder",
@@ -75,7 +78,7 @@ _TOP_KEYS = {"format", "format_version", "tc_clip_version", "config", "clip", "c
 # ------------------------------------------------------------------------------------------- writing
 def config_dict(model: TCCLIP, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``config.json`` holds for ``model`` (``provenance`` defaults to ``model.provenance``)."""
-    from tc_clip import __version__
+    from tc_clip._version import __version__
 
     if model.clip_cfg is None:
         raise ValueError("the model does not record its CLIP architecture (clip_cfg); it cannot be saved as a folder")
@@ -277,15 +280,15 @@ def is_pretrained_folder(path: str | os.PathLike) -> bool:
     return p.is_dir() and (p / CONFIG_FILE).is_file()
 
 
-def load_folder(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> TCCLIP:
-    """Build the model a local folder describes and load its safetensors weights (eval mode)."""
+def load_folder(folder: str | os.PathLike, model_cls: type[TCCLIP], map_location: str | torch.device = "cpu") -> TCCLIP:
+    """Build the ``model_cls`` (:class:`TCCLIP` or a subclass) a local folder describes and load its safetensors
+    weights (eval mode). The class is passed in, so this module never imports the model it describes."""
     import open_clip
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from tc_clip.model.config import TCCLIPConfig
     from tc_clip.model.factory import check_state_dict
-    from tc_clip.model.tcclip import TCCLIP
 
     folder = Path(folder).expanduser()
     data = read_config(folder)
@@ -294,7 +297,7 @@ def load_folder(folder: str | os.PathLike, map_location: str | torch.device = "c
         raise CheckpointError(weights, "missing: a tc-clip model folder holds config.json and model.safetensors")
     try:
         clip = open_clip.CLIP(**data["clip"])
-        model = TCCLIP(clip, data["class_names"] or None, TCCLIPConfig(**data["config"]), data["clip"])
+        model = model_cls(clip, data["class_names"] or None, TCCLIPConfig(**data["config"]), data["clip"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(folder / CONFIG_FILE, f"does not build a model ({err})") from err
     try:
@@ -400,6 +403,7 @@ def resolve_folder(
 
 
 def from_pretrained(
+    model_cls: type[TCCLIP],
     name_or_path: str | os.PathLike,
     revision: str | None = None,
     map_location: str | torch.device = "cpu",
@@ -407,9 +411,10 @@ def from_pretrained(
     token: str | bool | None = None,
     local_files_only: bool = False,
 ) -> TCCLIP:
-    """A model folder or Hub repo id -> :class:`TCCLIP` in eval mode (see the module docstring)."""
+    """A model folder or Hub repo id -> a ``model_cls`` (:class:`TCCLIP`) in eval mode (see the module
+    docstring)."""
     folder = resolve_folder(name_or_path, revision, cache_dir, token, local_files_only)
-    return load_folder(folder, map_location)
+    return load_folder(folder, model_cls, map_location)
 
 
 def push_folder(
@@ -440,3 +445,22 @@ def push_to_hub(model: TCCLIP, repo_id: str, provenance: dict[str, Any] | None =
     with tempfile.TemporaryDirectory(prefix="tc-clip-push-") as tmp:
         save_pretrained(model, tmp, provenance)
         return push_folder(tmp, repo_id, **kwargs)
+
+
+class HubMixin:
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` on the model class (the Hugging Face idiom).
+    ``from_pretrained`` builds the class it is called on, so this module never imports the model."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+        """Write a model folder: ``config.json``, ``model.safetensors``, ``README.md``. Returns the folder."""
+        return save_pretrained(self, save_directory, provenance)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None, **kwargs: Any):
+        """Load a model folder or a Hub repo id (``owner/name``); no file runs code (see
+        :func:`from_pretrained` for ``map_location``, ``cache_dir``, ``token``, ``local_files_only``)."""
+        return from_pretrained(cls, name_or_path, revision, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload the model folder to the Hub repo ``repo_id`` (created if needed); returns the commit URL."""
+        return push_to_hub(self, repo_id, **kwargs)

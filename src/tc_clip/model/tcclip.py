@@ -21,6 +21,7 @@ from torch import nn
 from tc_clip.model import text as T
 from tc_clip.model.config import TCCLIPConfig
 from tc_clip.model.factory import check_state_dict, create_clip
+from tc_clip.model.pretrained import HubMixin
 from tc_clip.model.vision import TCVisionEncoder, VisionOutput
 
 _OPTIONS = {
@@ -51,7 +52,7 @@ def _validate(cfg: TCCLIPConfig) -> None:
         raise ValueError("vp_tokens='context' needs use_tc=True (no context tokens without TC)")
 
 
-class TCCLIP(nn.Module):
+class TCCLIP(HubMixin, nn.Module):
     """Temporally Contextualized CLIP.
 
     Args:
@@ -232,27 +233,6 @@ class TCCLIP(nn.Module):
             },
             path,
         )
-
-    def save_pretrained(self, save_directory: str | os.PathLike, provenance: dict[str, Any] | None = None):
-        """Write a model folder: ``config.json``, ``model.safetensors``, ``README.md`` (see
-        :mod:`tc_clip.model.pretrained`). Returns the folder."""
-        from tc_clip.model.pretrained import save_pretrained
-
-        return save_pretrained(self, save_directory, provenance)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None, **kwargs: Any) -> TCCLIP:
-        """Load a model folder or a Hub repo id (``owner/name``); no file runs code (see
-        :func:`tc_clip.model.pretrained.from_pretrained` for ``map_location``, ``cache_dir``, ``token``)."""
-        from tc_clip.model.pretrained import from_pretrained
-
-        return from_pretrained(name_or_path, revision, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload the model folder to the Hub repo ``repo_id`` (created if needed); returns the commit URL."""
-        from tc_clip.model.pretrained import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
 
     def _init_prompt_vectors(self, n_ctx: int, width: int) -> torch.Tensor:
         ctx = torch.empty(n_ctx, width).normal_(std=0.02)

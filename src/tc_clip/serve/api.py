@@ -43,13 +43,13 @@ def load_served_model(source: str, clip_weights: str | None = None, map_location
     """The model behind ``--model``: a model folder, a Hub repo id, or a file :func:`tc_clip.inference.load_model`
     reads (a release checkpoint also needs ``clip_weights``)."""
     from tc_clip.inference import load_model
-    from tc_clip.model.pretrained import from_pretrained
+    from tc_clip.model import TCCLIP
 
     path = os.path.expanduser(source)
     if os.path.exists(path):
         kwargs = {"clip_weights": clip_weights} if clip_weights else {}
         return load_model(path, map_location=map_location, **kwargs).eval()
-    return from_pretrained(source, map_location=map_location)
+    return TCCLIP.from_pretrained(source, map_location=map_location)
 
 
 class TCCLIPAPI(ls.LitAPI):
