@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.callbacks.weight_ensemble import WeightSpaceEnsemble, clip_state_for, stage_list
 from tc_clip.data import EvalSetInfo
+from tc_clip.errors import ConfigError, MissingFileError
 from tc_clip.lightning.evaluation import sweep
 from tc_clip.model import wise
 from tc_clip.results.plots import plot_tradeoff
@@ -85,7 +86,7 @@ class WeightSpaceSweep(Callback):
         if zero_shot_sets is not None and not isinstance(zero_shot_sets, Mapping):
             zero_shot_sets = list(zero_shot_sets)
             if not zero_shot_sets:
-                raise ValueError("WeightSpaceSweep: zero_shot_sets is empty (use None for 'every other set')")
+                raise ConfigError("WeightSpaceSweep: zero_shot_sets is empty (use None for 'every other set')")
         self.zero_shot_sets = zero_shot_sets
         self.baseline_csv = baseline_csv
         self.baseline_label = baseline_label
@@ -103,7 +104,7 @@ class WeightSpaceSweep(Callback):
             return
         for cb in trainer.callbacks:
             if isinstance(cb, WeightSpaceEnsemble) and stage in cb.stages:
-                raise ValueError(
+                raise ConfigError(
                     f"WeightSpaceSweep and WeightSpaceEnsemble are both configured for {stage!r}: the sweep "
                     "sets every ratio itself; remove the WeightSpaceEnsemble callback from this run"
                 )
@@ -114,7 +115,7 @@ class WeightSpaceSweep(Callback):
             self._check_targets(dm.eval_sets(stage))
         if self.baseline_csv is not None and self._baseline is None:
             if not Path(self.baseline_csv).expanduser().is_file():
-                raise FileNotFoundError(f"WeightSpaceSweep: baseline_csv {self.baseline_csv} not found")
+                raise MissingFileError(f"WeightSpaceSweep: baseline_csv {self.baseline_csv} not found")
             self._baseline = read_points_csv(Path(self.baseline_csv).expanduser(), self.finetune_set,
                                                self.zero_shot_sets)
 
@@ -122,7 +123,7 @@ class WeightSpaceSweep(Callback):
         try:
             check_targets(self.finetune_set, self.zero_shot_sets, known_names(eval_sets))
         except ValueError as err:
-            raise ValueError(f"WeightSpaceSweep: {err}") from err
+            raise ConfigError(f"WeightSpaceSweep: {err}") from err
 
     def _eval_sets(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, n: int) -> list:
         dm = getattr(trainer, "datamodule", None)

@@ -33,7 +33,6 @@ refused by name.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +48,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from tc_clip.callbacks import (
     FitSummary,
     LastCheckpoint,
-    NonFiniteError,
     NonFiniteGuard,
     NovelAtBestBase,
     PredictionWriter,
@@ -58,6 +56,7 @@ from tc_clip.callbacks import (
 )
 from tc_clip.cli.options import accumulation_for, auto_precision, checkpoint_model_options
 from tc_clip.cli.runs import ContinuingCSVLogger, resolve_ckpt_path, resume_point
+from tc_clip.errors import ConfigError, UserError
 from tc_clip.lightning.module import TCCLIPModule
 from tc_clip.model import CheckpointError
 
@@ -76,7 +75,8 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
     "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
-    "paper's tables."
+    "paper's tables. An error you can fix ends in one 'tc-clip: error:' line; --traceback (or "
+    "TC_CLIP_TRACEBACK=1) shows the stack."
 )
 
 
@@ -132,7 +132,7 @@ class TCCLIPCLI(LightningCLI):
                 cfg.get("ckpt_path"), subcommand, root, dirpath, cfg.get("weights_only")
             )
         except CheckpointError as err:
-            raise SystemExit(str(err)) from None
+            raise SystemExit(f"tc-clip: error: {err}") from None
 
     def setup_parser(self, add_subcommands: bool, main_kwargs: dict, subparser_kwargs: dict) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
@@ -167,6 +167,15 @@ class TCCLIPCLI(LightningCLI):
             cfg[f"model.{key}"] = value
         if updates:
             rank_zero_info(f"from the checkpoint {path}: " + ", ".join(f"model.{k}={v!r}" for k, v in updates.items()))
+
+    def instantiate_classes(self) -> None:
+        """A constructor's ``ValueError``/``OSError`` is about the options it was given: a user error."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, OSError) as err:
+            if isinstance(err, UserError):
+                raise
+            raise ConfigError(str(err)) from err
 
     def before_instantiate_classes(self) -> None:
         # cheap checks of values the data module would only reject after the model is built
@@ -313,14 +322,8 @@ def configure_fit(cli: LightningCLI) -> None:
     trainer.callbacks[first_ckpt:first_ckpt] = extra
 
 
-_USER_ERRORS = (NonFiniteError, CheckpointError)
-
-
 def run(argv: Sequence[str] | None = None) -> int:
-    """``tc-clip fit|validate|test|predict ...``; returns the exit status."""
-    try:
-        build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
-    except _USER_ERRORS as err:  # already say what went wrong and where: no traceback on the console
-        print(f"tc-clip: error: {err}", file=sys.stderr)
-        return 1
+    """``tc-clip fit|validate|test|predict ...``; returns the exit status (user errors: see
+    :mod:`tc_clip.cli.errors`)."""
+    build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
     return 0
