@@ -33,6 +33,7 @@ refused by name.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +44,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from tc_clip.callbacks import (
     FitSummary,
@@ -54,7 +55,7 @@ from tc_clip.callbacks import (
     SamplerResume,
     ValidateAtFitEnd,
 )
-from tc_clip.cli.options import accumulation_for, auto_precision, checkpoint_model_options
+from tc_clip.cli.options import accumulation_for, all_batches_limits, auto_precision, checkpoint_model_options
 from tc_clip.cli.runs import ContinuingCSVLogger, resolve_ckpt_path, resume_point
 from tc_clip.errors import ConfigError, UserError
 from tc_clip.lightning.module import TCCLIPModule
@@ -190,6 +191,8 @@ class TCCLIPCLI(LightningCLI):
         trainer = cfg.get("trainer")
         if trainer is not None and trainer.get("precision") is None:
             trainer.precision = auto_precision(trainer.get("accelerator"))
+        for warning in all_batches_limits(trainer or {}):
+            _loud_warning(warning)
 
     def after_instantiate_classes(self) -> None:
         if self.subcommand == "fit" or (self.subcommand is None and self.trainer is not None):
@@ -226,6 +229,12 @@ class TCCLIPCLI(LightningCLI):
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
         _quiet_expected_warnings(self.subcommand, resumed=self._get(self.config_init, "ckpt_path") is not None)
         return super().instantiate_trainer(**kwargs)
+
+
+@rank_zero_only
+def _loud_warning(message: str) -> None:
+    """A warning that must not drown in the log (nor be silenced by warning filters)."""
+    print(f"tc-clip: WARNING: {message}", file=sys.stderr, flush=True)
 
 
 def _quiet_expected_warnings(subcommand: str | None, resumed: bool) -> None:
