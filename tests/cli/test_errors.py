@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tc_clip.cli import main
 from tc_clip.cli.errors import user_message
 from tc_clip.errors import ConfigError, DataError, UserError

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tc_clip.cli import build_cli, main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,6 +26,7 @@ from tc_clip.results.sweeps import (
     check_targets,
     default_targets,
     known_names,
+    no_finetune_set,
     read_points_csv,
     tradeoff_points,
     write_sweep_csv,
@@ -50,7 +51,8 @@ class WeightSpaceSweep(Callback):
         alphas: the ratios, each in [0, 1] (default 0, 0.1, ..., 1).
         clip_weights: CLIP's weights (file or hub tag); ``None`` uses the module's ``pretrained``.
         output_dir: where ``wise_sweep_<stage>.{csv,json,png}`` go; ``None`` → ``<log dir>/wise_sweep``.
-        finetune_set: evaluation set or group of the y axis (e.g. ``"k400_val"``); ``None`` → the first.
+        finetune_set: evaluation set or group of the y axis (e.g. ``"k400/val"``); ``None`` → the first
+            that is not a zero-shot benchmark (HMDB-51, UCF-101, K-600): none in the suite, so no plot.
         zero_shot_sets: sets or groups averaged for the x axis (a group counts once, as the mean of its
             splits: ``["hmdb51", "ucf101", "k600"]``), or ``{label: [set, ...]}``; ``None`` → all others.
         baseline_csv: a second run drawn on the same axes, e.g. a ViFi-CLIP sweep: a CSV written by this
@@ -189,10 +191,10 @@ class WeightSpaceSweep(Callback):
             files["png"] = plot_tradeoff(points, base.with_suffix(".png"), label=self.label,
                                            baselines=baselines, finetune_label=str(ft))
         else:
-            rank_zero_warn(
-                "WeightSpaceSweep: no trade-off plot (this run lacks a fine-tuning set or a zero-shot set); "
-                f"combine the CSVs of several runs with: tc-clip report {files['csv']} ..."
-            )
+            why = (None if self.finetune_set else no_finetune_set(rows)) or (
+                "no trade-off plot (this run lacks a fine-tuning set or a zero-shot set)")
+            rank_zero_warn(f"WeightSpaceSweep: {why}; combine the CSVs of several runs with: "
+                           f"tc-clip report {files['csv']} ...")
         self.files[stage] = files
         rank_zero_info(f"WeightSpaceSweep: wrote {', '.join(files.values())}")
 
