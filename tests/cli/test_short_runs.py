@@ -46,3 +46,13 @@ def test_a_limit_of_one_is_warned_to_mean_every_batch(value, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "--trainer.limit_test_batches 1.0 means EVERY batch" in err and "fast_dev_run" in err
     assert "limit_val_batches" not in err and "limit_train_batches" not in err
+
+
+def test_num_threads_sets_torchs_threads(tmp_path, monkeypatch):
+    """``num_threads`` (the demo sets 1: a busy machine made two waiting threads 6x slower)."""
+    import torch
+
+    monkeypatch.setattr(sys, "argv", ["tc-clip"])
+    build_cli(["--config", str(REPO / "configs/demo.yaml"), "--data.cache_dir", str(tmp_path), "--num_threads", "2",
+               "--trainer.default_root_dir", str(tmp_path)], run=False)
+    assert torch.get_num_threads() == 2  # the suite's conftest restores its own setting afterwards

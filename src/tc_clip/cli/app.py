@@ -193,6 +193,11 @@ class TCCLIPCLI(LightningCLI):
             trainer.precision = auto_precision(trainer.get("accelerator"))
         for warning in all_batches_limits(trainer or {}):
             _loud_warning(warning)
+        threads = cfg.get("num_threads")
+        if threads is not None:
+            if threads < 1:
+                self._parser(self.subcommand).error(f"num_threads must be >= 1 (or null), got {threads}")
+            torch.set_num_threads(threads)
 
     def after_instantiate_classes(self) -> None:
         if self.subcommand == "fit" or (self.subcommand is None and self.trainer is not None):
@@ -280,6 +285,12 @@ def add_run_arguments(parser: LightningArgumentParser) -> None:
         "--global_batch_size", type=int | None, default=None,
         help="fit: the global batch (data.batch_size x processes x accumulation); the gradient accumulation "
         "is computed from the number of processes. null: trainer.accumulate_grad_batches as given.",
+    )
+    parser.add_argument(
+        "--num_threads", type=int | None, default=None,
+        help="torch's intra-op threads in the main process (torch.set_num_threads). null: torch's default (one "
+        "per core). 1 suits tiny models on small or busy machines, where threads waiting for each other cost "
+        "more than they share (the demo sets it).",
     )
     parser.link_arguments("data.init_args.num_frames", "model.config.num_frames", apply_on="parse")
     parser.link_arguments("data.init_args.input_size", "model.input_size", apply_on="parse")
