@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint bench notebooks clean
+.PHONY: venv demo test lint bench gpu-check notebooks clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ notebooks: venv
 bench: venv
 	$(PY) benchmarks/model_speed.py
 	$(PY) benchmarks/data_speed.py
+
+# the checks only a GPU can answer, as one Markdown table (under 8 minutes on one GPU; a tiny CPU run without one)
+gpu-check: venv
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -4,20 +4,17 @@
 option or line at fault and what to do) instead of a traceback; ``--traceback`` or ``TC_CLIP_TRACEBACK=1``
 shows the stack. Each project error type derives from :class:`UserError` and from the built-in type it had
 before (``CheckpointError`` is still a ``ValueError``), so existing ``except`` clauses keep working. This
-module imports nothing from the project, so every layer may raise these.
+module imports nothing from the project, so every layer may derive from it (the data layer's errors are
+:mod:`tc_clip.data.errors`).
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "MissingFileError", "UserError"]
+__all__ = ["ConfigError", "MissingFileError", "UserError"]
 
 
 class UserError(Exception):
     """An error the user can fix; the message says what is at fault and what to do."""
-
-
-class DataError(UserError, ValueError):
-    """Data files that are missing, unreadable or inconsistent (split lists, label files, video folders)."""
 
 
 class ConfigError(UserError, ValueError):

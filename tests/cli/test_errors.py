@@ -9,7 +9,8 @@ import pytest
 
 from tc_clip.cli import main
 from tc_clip.cli.errors import user_message
-from tc_clip.errors import ConfigError, DataError, UserError
+from tc_clip.data.errors import DataError, SplitFilesNotFoundError
+from tc_clip.errors import ConfigError, UserError
 from tc_clip.model import CheckpointError
 from tc_clip.model.factory import CLIPWeightsError
 
@@ -67,7 +68,7 @@ def test_traceback_flag_and_environment_show_the_stack(data, monkeypatch):
 
 
 def test_only_user_errors_are_one_line():
-    for cls in (CheckpointError, CLIPWeightsError, DataError, ConfigError):
+    for cls in (CheckpointError, CLIPWeightsError, DataError, SplitFilesNotFoundError, ConfigError):
         assert issubclass(cls, UserError)
     assert issubclass(CheckpointError, ValueError) and issubclass(CLIPWeightsError, RuntimeError)
     assert user_message(DataError("x.txt:3: bad line")) == "x.txt:3: bad line"

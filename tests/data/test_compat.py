@@ -29,13 +29,13 @@ MOVED_FROM_DATAMODULE = [
 
 @pytest.mark.parametrize(("name", "new"), MOVED_FROM_DATAMODULE)
 def test_old_datamodule_names_warn_and_forward(name, new):
-    with pytest.warns(DeprecationWarning, match=rf"tc_clip\.data\.datamodule\.{name} is deprecated: use "):
+    with pytest.warns(DeprecationWarning, match=rf"tc_clip\.data\.datamodule\.{name} moved to "):
         got = getattr(old_datamodule, name)
     assert got is getattr(new, name)
 
 
 def test_from_import_of_an_old_name_warns():
-    with pytest.warns(DeprecationWarning, match="use tc_clip.data.HMDB51DataModule"):
+    with pytest.warns(DeprecationWarning, match="moved to tc_clip.data.HMDB51DataModule"):
         from tc_clip.data.datamodule import HMDB51DataModule
     assert HMDB51DataModule is tc_clip.data.HMDB51DataModule
     with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
@@ -56,7 +56,7 @@ def test_from_import_of_an_old_name_warns():
 )
 def test_old_modules_warn_on_import_and_forward(old, expected, monkeypatch):
     monkeypatch.delitem(sys.modules, old, raising=False)  # imported before: import it afresh
-    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated"):
+    with pytest.warns(DeprecationWarning, match=rf"{old} moved to "):
         module = importlib.import_module(old)
     assert set(module.__all__) == set(expected)
     for name, obj in expected.items():
@@ -64,7 +64,7 @@ def test_old_modules_warn_on_import_and_forward(old, expected, monkeypatch):
 
 
 def test_the_old_name_of_the_decoder_choices_warns():
-    with pytest.warns(DeprecationWarning, match=r"BACKENDS is deprecated: use tc_clip\.data\.decoding\.CHOICES"):
+    with pytest.warns(DeprecationWarning, match=r"BACKENDS moved to tc_clip\.data\.decoding\.CHOICES"):
         assert decoding.BACKENDS is decoding.CHOICES
 
 

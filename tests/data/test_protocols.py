@@ -263,6 +263,9 @@ def test_novel_sets_are_deferred_while_fitting(tmp_path):
     (tmp_path / "train.txt").write_text("".join(f"{n}/t{k}.avi {i}\n" for i, n in enumerate(names) for k in range(2)))
     (tmp_path / "a.txt").write_text("".join(f"{n}/a.avi {i}\n" for i, n in enumerate(names)))
     (tmp_path / "b.txt").write_text("".join(f"{n}/b.avi {i}\n" for i, n in enumerate(names)))
+    for n in names:  # a Trainer's loaders need the listed videos to exist
+        for v in ("t0", "t1", "a", "b"):
+            touch(tmp_path / n / f"{v}.avi")
 
     def module(**kw):
         return VideoDataModule(

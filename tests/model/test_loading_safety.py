@@ -129,7 +129,7 @@ def test_a_lightning_checkpoint_with_hub_weights_loads_offline(tmp_path, offline
 
 
 def test_cli_refuses_a_checkpoint_architecture_that_reaches_the_network():
-    from tc_clip.cli_options import checkpoint_model_options
+    from tc_clip.cli.options import checkpoint_model_options
 
     updates, errors = checkpoint_model_options(
         {"model_name": "ViT-B-16"}, {"model_name": "ViT-B-16"}, {"model_name": "hf-hub:someone/model"}, False)

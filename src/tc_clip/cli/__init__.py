@@ -8,12 +8,14 @@
     tc-clip fit      --config configs/demo.yaml --print_config
     tc-clip check-data --config configs/few_shot_hmdb.yaml
     tc-clip pack     --config configs/zero_shot_k400.yaml --output_dir shards/
+    tc-clip prepare  --config configs/few_shot_hmdb.yaml --output_dir /data/hmdb51_256
     tc-clip report   runs/ -o report
 
 :func:`main` hands the words to their room: ``fit``/``validate``/``test``/``predict`` to the LightningCLI
 (:mod:`~tc_clip.cli.app`, its derived values in :mod:`~tc_clip.cli.options`, run folders and ``--ckpt_path``
 in :mod:`~tc_clip.cli.runs`), ``check-data``/``pack`` to :mod:`~tc_clip.cli.data_commands` (the same
-``--config``/``--data.*`` options, only the data module built) and ``report`` to :mod:`~tc_clip.cli.report`.
+``--config``/``--data.*`` options, only the data module built), ``prepare`` to :mod:`~tc_clip.cli.prepare`
+and ``report`` to :mod:`~tc_clip.cli.report`.
 """
 
 from __future__ import annotations
@@ -47,4 +49,8 @@ def _dispatch(words: list[str], argv: Sequence[str] | None) -> int:
         return run_data_command(words[0], words[1:])
     if words and words[0] == "report":
         return report.main(words[1:])
+    if words and words[0] == "prepare":
+        from tc_clip.cli import prepare  # PyAV encoding settings: loaded only for this command
+
+        return prepare.main(words[1:])
     return run(argv)

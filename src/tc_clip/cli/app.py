@@ -75,9 +75,9 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 
 _EPILOG = (
     "Also: 'tc-clip check-data --config CONFIG [--data.* ...]' checks a dataset's lists, labels and videos; "
-    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip report RUNS...' prints the "
-    "paper's tables. An error you can fix ends in one 'tc-clip: error:' line; --traceback (or "
-    "TC_CLIP_TRACEBACK=1) shows the stack."
+    "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip prepare --config CONFIG --output_dir "
+    "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables. "
+    "An error you can fix ends in one 'tc-clip: error:' line; --traceback (or TC_CLIP_TRACEBACK=1) shows the stack."
 )
 
 

@@ -9,7 +9,7 @@ files), :mod:`~tc_clip.data.splits` (the shapes: SplitData, EvalSetInfo, TrainIn
 :mod:`~tc_clip.data.shards` and :mod:`~tc_clip.data.loaders` (one loader factory, files or shards),
 :mod:`~tc_clip.data.datamodule` (VideoDataModule), :mod:`~tc_clip.data.benchmarks` (the benchmarks'
 layouts), :mod:`~tc_clip.data.suite` (the zero-shot suite); :mod:`~tc_clip.data.synthetic` and
-:mod:`~tc_clip.data.check` on the side.
+:mod:`~tc_clip.data.check` on the side; :mod:`~tc_clip.data.errors` the errors a user can fix.
 """
 
 from tc_clip.data.annotations import Sample
@@ -24,11 +24,13 @@ from tc_clip.data.benchmarks import (
 from tc_clip.data.datamodule import VideoDataModule
 from tc_clip.data.dataset import BadVideoWarning, VideoClipDataset
 from tc_clip.data.decoding import VideoDecodeError, read_frames
+from tc_clip.data.errors import DataError
 from tc_clip.data.splits import EvalSetInfo
 from tc_clip.data.suite import ZeroShotSuiteDataModule
 
 __all__ = [
     "BadVideoWarning",
+    "DataError",
     "EvalSetInfo",
     "HMDB51DataModule",
     "Kinetics400DataModule",

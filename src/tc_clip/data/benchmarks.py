@@ -15,11 +15,13 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from tc_clip.data import annotations as ann
 from tc_clip.data import synthetic
 from tc_clip.data.annotations import Sample
 from tc_clip.data.datamodule import VideoDataModule
+from tc_clip.data.errors import SplitFilesNotFoundError
 from tc_clip.data.protocols import name_key
 from tc_clip.data.splits import SplitData
 
@@ -92,6 +94,10 @@ class _SplitsDataModule(_BenchmarkDataModule):
 
     num_splits = 3
     title = "the dataset"
+    #: the official split files, as their error names them
+    split_files = "the split files"
+    #: the prefix of this module's options on the command line (a zero-shot suite's member: ``data.hmdb51.``)
+    option_prefix = "data."
     _numbered_splits = True
     #: folders below ``root`` where the split files are looked for, in order
     split_folders: tuple[str, ...] = ("splits", "annotations", "")
@@ -111,8 +117,11 @@ class _SplitsDataModule(_BenchmarkDataModule):
         """The samples and class names of official split ``split`` (training or test list)."""
         raise NotImplementedError
 
-    def _official(self, split: int, train: bool, errors: list[str] | None) -> SplitData:
-        samples, names = self._read(split, train, errors)
+    def _official(self, split: int, train: bool, errors: list[str] | None, stage: str = "fit") -> SplitData:
+        try:
+            samples, names = self._read(split, train, errors)
+        except FileNotFoundError as err:
+            raise SplitFilesNotFoundError(self._no_split_files(err, stage)) from err
         name = f"{self.dataset_name}_split{split}" + ("_train" if train else "")
         out = _relabel(SplitData(name, samples, names), self.labels, errors)
         out.number = split
@@ -125,8 +134,24 @@ class _SplitsDataModule(_BenchmarkDataModule):
         if stage == "predict":
             return []
         if self.protocol == "zero_shot":
-            return [self._official(k, False, errors) for k in range(1, self.num_splits + 1)]
-        return [self._official(self.split, False, errors)]
+            return [self._official(k, False, errors, stage) for k in range(1, self.num_splits + 1)]
+        return [self._official(self.split, False, errors, stage)]
+
+    def _no_split_files(self, err: FileNotFoundError, stage: str) -> str:
+        """What is missing, where it was looked for, and the list options that serve instead."""
+        looked = self.splits_dir or " or ".join(str(Path(self.root or ".") / f) for f in self.split_folders if f)
+        p = f"--{self.option_prefix}"
+        if stage == "fit":
+            route = f"{p}train_list LIST {p}labels LABELS.csv"
+        else:
+            option = f"{p}{'test' if stage == 'test' else 'val'}_list"
+            lists = "'[val1.txt, val2.txt, val3.txt]'" if self.protocol == "zero_shot" else "LIST"
+            route = f"{option} {lists} {p}labels LABELS.csv"
+        return (
+            f"{self.title}: the official split files ({self.split_files}) are not in {looked} ({err}). Put "
+            f"them there or point {p}splits_dir at them; or give the {stage} lists instead of them: {route} "
+            "(the public list files and their label CSV, paths relative to the videos folder)"
+        )
 
 
 class HMDB51DataModule(_SplitsDataModule):
@@ -138,6 +163,7 @@ class HMDB51DataModule(_SplitsDataModule):
 
     dataset_name = "hmdb51"
     title = "HMDB-51"
+    split_files = "testTrainMulti_7030_splits/<class>_test_split<N>.txt"
     split_folders = ("testTrainMulti_7030_splits", "splits", "annotations", "")
     #: the first of these that holds the class folders; ``videos`` when none does
     video_folders = ("", "videos", "hmdb51", "hmdb51_org")
@@ -167,6 +193,7 @@ class UCF101DataModule(_SplitsDataModule):
 
     dataset_name = "ucf101"
     title = "UCF-101"
+    split_files = "ucfTrainTestlist/classInd.txt, trainlist0N.txt, testlist0N.txt"
     split_folders = ("ucfTrainTestlist", "splits", "annotations", "")
     video_folders = ("UCF-101", "")
 
@@ -302,7 +329,7 @@ class SyntheticVideoDataModule(VideoDataModule):
         *,
         num_frames: int = 8,
         input_size: int = 64,
-        num_workers: int = 2,
+        num_workers: int | Literal["auto"] = 2,
         test_views: int = 1,
         **kwargs,
     ):

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tc_clip.data.datamodule import VideoDataModule
 from tc_clip.data.decoding import VideoDecodeError, probe, read_frames
+from tc_clip.data.loaders import resolve_workers
 from tc_clip.data.suite import ZeroShotSuiteDataModule
 from tc_clip.data.transforms import eval_indices
 
@@ -30,6 +31,7 @@ class CheckReport:
     too_short: list[tuple[str, str, int]] = field(default_factory=list)  # (path, where, frames)
     label_problems: list[str] = field(default_factory=list)
     stages: dict[str, int] = field(default_factory=dict)  # stage -> number of videos
+    notes: list[str] = field(default_factory=list)  # listed videos found elsewhere by name, or nowhere
 
     @property
     def num_problems(self) -> int:
@@ -41,6 +43,7 @@ class CheckReport:
 
     def format(self, limit: int = 50) -> str:
         lines = [f"checked {self.checked} videos ({', '.join(f'{k}: {v}' for k, v in self.stages.items())})"]
+        lines += [f"layout: {n}" for n in self.notes]
 
         def section(title, rows, fmt):
             if rows:
@@ -87,7 +90,7 @@ def _parts(datamodule, stage: str) -> list[VideoDataModule]:
     return [] if stage == "fit" else list(datamodule.members.values())
 
 
-def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | None = None) -> CheckReport:
+def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | str | None = None) -> CheckReport:
     """Check every video of ``stages`` of a :class:`~tc_clip.data.VideoDataModule` (or of the members of
     a :class:`~tc_clip.data.ZeroShotSuiteDataModule`); returns a :class:`CheckReport`."""
     report = CheckReport()
@@ -108,6 +111,7 @@ def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | No
                 report.label_problems += errors + [f"{stage}: {e}"]
                 continue
             report.label_problems += [m for m in errors if m not in report.label_problems]
+            report.notes += [n for n in getattr(part, "layout_notes", []) if n not in report.notes]
             samples = [s for split in splits for s in split.samples]
             report.stages[stage] = report.stages.get(stage, 0) + len(samples)
             for s in samples:
@@ -115,7 +119,7 @@ def check_data(datamodule, stages: Sequence[str] = STAGES, num_workers: int | No
                     where[s.path] = s.where
                     order.append(s.path)
     num_frames = int(getattr(datamodule, "num_frames", 1))
-    workers = datamodule.num_workers if num_workers is None else num_workers
+    workers = resolve_workers(datamodule.num_workers if num_workers is None else num_workers)
     loader = DataLoader(
         _Probe(order, num_frames),
         batch_size=None,

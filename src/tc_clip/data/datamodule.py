@@ -10,7 +10,7 @@ annotation readers), ``_list_root`` (where list paths start) and ``_split_number
 The zero-shot suite is :mod:`tc_clip.data.suite`.
 
 The benchmark modules, the suite and the split shapes were defined here in 0.1: their old names here
-still work for one release and warn (:mod:`tc_clip.data._compat`).
+still work for one release and warn (:mod:`tc_clip._deprecation`).
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import lightning as L
 from torch.utils.data import DataLoader
 
+from tc_clip._deprecation import moved
 from tc_clip.data import annotations as ann
 from tc_clip.data import lists, protocols
 from tc_clip.data import splits as _splits
-from tc_clip.data._compat import moved_getattr
 from tc_clip.data.annotations import Sample
 from tc_clip.data.dataset import VideoClipDataset
 from tc_clip.data.gpu_augment import device_transform
+from tc_clip.data.layouts import VideoLocators
 from tc_clip.data.lists import as_list
-from tc_clip.data.loaders import LoaderOptions, make_loader
+from tc_clip.data.loaders import LoaderOptions, make_loader, resolve_workers
 from tc_clip.data.splits import ProtocolName
 
 if TYPE_CHECKING:
@@ -82,7 +83,9 @@ class VideoDataModule(L.LightningDataModule):
     ``auto`` (:mod:`tc_clip.data.decoding`: per stream, where torchcodec works) or force one; the pixels
     are the same whichever reads a video. ``shards_dir``: stream the clips from litdata shards packed by
     ``tc-clip pack`` (the training split must be packed there; evaluation sets are read from shards
-    where packed, else from their files).
+    where packed, else from their files). ``num_workers``: loader workers per process, or ``"auto"``
+    (the default): the CPUs of this process shared among the trainer's processes on this node, at most 8
+    (:func:`~tc_clip.data.loaders.auto_workers`).
     """
 
     #: the benchmark's key (``hmdb51``, ...): its sets' group and its published base/novel split
@@ -117,7 +120,7 @@ class VideoDataModule(L.LightningDataModule):
         input_size: int = 224,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | Literal["auto"] = "auto",
         pin_memory: bool = True,
         persistent_workers: bool = True,
         device_augment: bool = True,
@@ -154,11 +157,13 @@ class VideoDataModule(L.LightningDataModule):
         self.device_augment, self.decoder = device_augment, decoder
         # the loaders
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        resolve_workers(num_workers)  # a bad value fails here, not when the first loader is made
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.shards_dir = shards_dir
         self._resolved: dict[str, list[SplitData]] = {}
         self._train_info: TrainInfo | None = None
         self._datasets: dict[str, list[VideoClipDataset]] = {}
+        self._videos = VideoLocators(getattr(self, "video_folders", ()))
 
     # --- hooks of the benchmark modules -----------------------------------------------------------
 
@@ -182,12 +187,25 @@ class VideoDataModule(L.LightningDataModule):
 
     # --- reading the lists ------------------------------------------------------------------------
 
+    def _locate(self, split: SplitData, spec: str | None, errors: list[str] | None) -> SplitData:
+        """``split`` with the videos missing where its list says found by name (:mod:`tc_clip.data.layouts`)."""
+        root = self._list_root() or (str(Path(spec).parent) if spec and not os.path.isdir(spec) else None)
+        return self._videos.locate(split, root, spec or split.name, errors)
+
+    @property
+    def layout_notes(self) -> list[str]:
+        """What the layout lookup did: lists whose videos were found elsewhere by name, or not at all."""
+        return self._videos.notes
+
     def _train_split(self, errors: list[str] | None) -> SplitData | None:
         if self.train_list:
             split = lists.read_split(self.train_list, self.labels, self._list_root(), errors, name="train")
         else:
             split = self._official_train(errors)
-        return lists.with_llm_names([split], self.llm_names, "fit", errors)[0] if split is not None else None
+        if split is None:
+            return None
+        split = self._locate(split, self.train_list, errors)
+        return lists.with_llm_names([split], self.llm_names, "fit", errors)[0]
 
     def _eval_splits(self, stage: str, errors: list[str] | None) -> list[SplitData]:
         """The stage's lists (test falls back on the validation lists, zero-shot validation on the test
@@ -201,8 +219,9 @@ class VideoDataModule(L.LightningDataModule):
         if specs:
             root = self._list_root()
             splits = lists.read_splits(specs, label_spec, self.labels, root, self.eval_group, stage, errors)
+            splits = [self._locate(x, spec, errors) for x, spec in zip(splits, specs, strict=True)]
         else:
-            splits = self._official_evals(stage, errors)
+            splits = [self._locate(x, None, errors) for x in self._official_evals(stage, errors)]
         return lists.with_llm_names(splits, self.eval_llm_names, stage, errors)
 
     def _novel_split(self, errors: list[str] | None) -> SplitData:
@@ -210,7 +229,8 @@ class VideoDataModule(L.LightningDataModule):
         if not self.novel_labels and not os.path.isdir(self.novel_list):
             raise ValueError(f"{self.novel_list}: novel_list needs novel_labels (the novel classes' 'id,name' CSV)")
         name = Path(self.novel_list).stem
-        return lists.read_split(self.novel_list, self.novel_labels, self._list_root(), errors, name)
+        split = lists.read_split(self.novel_list, self.novel_labels, self._list_root(), errors, name)
+        return self._locate(split, self.novel_list, errors)
 
     def _predict_split(self, errors: list[str] | None) -> SplitData | None:
         if not self.predict_list:
@@ -424,10 +444,14 @@ class VideoDataModule(L.LightningDataModule):
 
     _stage_datasets = datasets  # the name callbacks used before datasets() was public
 
+    def workers(self) -> int:
+        """``num_workers`` as a count (``"auto"``: shared among the trainer's processes on this node)."""
+        return resolve_workers(self.num_workers, getattr(self.trainer, "num_devices", None))
+
     def loader_options(self) -> LoaderOptions:
         """The loader options as configured now (the zero-shot suite sets its members' after construction)."""
         return LoaderOptions(
-            self.batch_size, self.eval_batch_size, self.num_workers, self.pin_memory,
+            self.batch_size, self.eval_batch_size, self.workers(), self.pin_memory,
             self.persistent_workers, self.seed, self.shards_dir,
         )
 
@@ -436,15 +460,23 @@ class VideoDataModule(L.LightningDataModule):
         (:func:`tc_clip.data.gpu_augment.device_transform`; Lightning calls this hook of the data module)."""
         return device_transform(batch)
 
+    def _check_found(self, stage: str) -> None:
+        """Before a Trainer loads (not without one): a list none of whose videos exists is an error."""
+        if self.trainer is not None:
+            self._videos.check_found(self.splits(stage))
+
     def train_dataloader(self) -> DataLoader:
+        self._check_found("fit")
         return make_loader(self.datasets("fit")[0], True, self.loader_options())
 
     def val_dataloader(self) -> list[DataLoader]:
+        self._check_found("validate")
         datasets = self.datasets("validate")
         kept = self._kept("validate", self.splits("validate"))
         return [make_loader(datasets[i], False, self.loader_options()) for i in kept]
 
     def test_dataloader(self) -> list[DataLoader]:
+        self._check_found("test")
         return [make_loader(d, False, self.loader_options()) for d in self.datasets("test")]
 
     def predict_dataloader(self) -> DataLoader:
@@ -456,9 +488,7 @@ class VideoDataModule(L.LightningDataModule):
 
 _BENCHMARKS = ("HMDB51DataModule", "UCF101DataModule", "SSv2DataModule", "Kinetics400DataModule",
                "Kinetics600DataModule", "SyntheticVideoDataModule")
-__getattr__ = moved_getattr(__name__, {
-    **{name: ("tc_clip.data.benchmarks", "tc_clip.data") for name in _BENCHMARKS},
-    "ZeroShotSuiteDataModule": ("tc_clip.data.suite", "tc_clip.data"),
-    "EvalSetInfo": ("tc_clip.data.splits", "tc_clip.data"),
-    **{name: ("tc_clip.data.splits",) * 2 for name in ("SplitData", "TrainInfo", "TrainSource", "EVAL_STAGES")},
+__getattr__, __dir__ = moved(__name__, {
+    **{name: "tc_clip.data" for name in (*_BENCHMARKS, "ZeroShotSuiteDataModule", "EvalSetInfo")},
+    **{name: "tc_clip.data.splits" for name in ("SplitData", "TrainInfo", "TrainSource", "EVAL_STAGES")},
 })

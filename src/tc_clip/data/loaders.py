@@ -5,11 +5,14 @@ the :class:`~tc_clip.data.sampler.ResumableSampler` (an exact mid-epoch resume) 
 with ``shards_dir`` the set's litdata shards are streamed when it was packed there
 (:mod:`tc_clip.data.shards`, an optional extra imported only then). The options are a plain
 :class:`LoaderOptions`, so neither the loaders nor the shards depend on the data module.
+``num_workers: auto`` (:func:`resolve_workers`) sizes the workers to the machine.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -17,7 +20,37 @@ from torch.utils.data import DataLoader
 from tc_clip.data.dataset import VideoClipDataset, worker_init_fn
 from tc_clip.data.sampler import ResumableSampler, SeededDataset
 
-__all__ = ["LoaderOptions", "make_loader"]
+__all__ = ["MAX_AUTO_WORKERS", "LoaderOptions", "Workers", "auto_workers", "make_loader", "resolve_workers"]
+
+#: ``num_workers``: a count, or ``"auto"`` (:func:`auto_workers`)
+Workers = int | Literal["auto"]
+#: the most loader workers ``"auto"`` gives one process (the paper's configs used 8)
+MAX_AUTO_WORKERS = 8
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity, which a batch scheduler sets), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(processes: int | None = None) -> int:
+    """Loader workers for one process: its CPUs shared among the processes on this node
+    (``LOCAL_WORLD_SIZE`` where torchrun sets it, else ``processes``, e.g. the trainer's devices, else
+    1), at most :data:`MAX_AUTO_WORKERS`; 0 (load in the main process) with more processes than CPUs."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE") or processes or 1)
+    return min(MAX_AUTO_WORKERS, _cpus() // max(1, processes))
+
+
+def resolve_workers(value: Workers, processes: int | None = None) -> int:
+    """``num_workers`` as a count: an int as given, ``"auto"`` by :func:`auto_workers`."""
+    if value == "auto":
+        return auto_workers(processes)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"num_workers must be a count >= 0 or 'auto', got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

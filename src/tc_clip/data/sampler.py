@@ -5,7 +5,7 @@ shuffles with a generator seeded from (seed, epoch) and hands out :class:`Seeded
 per-sample seed derived from (seed, epoch, index); :class:`SeededDataset` loads each sample under that seed
 (crop, flip, jitter, frame choice), whatever worker, worker count or process loads it; :func:`step_rng`
 does the same for per-batch draws (Mixup/CutMix) keyed by (epoch, batch index). The sampler's position (samples
-consumed in the current epoch) is saved and restored by :class:`tc_clip.lightning.checkpointing.SamplerResume`.
+consumed in the current epoch) is saved and restored by :class:`tc_clip.callbacks.SamplerResume`.
 """
 
 from __future__ import annotations

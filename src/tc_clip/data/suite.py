@@ -8,7 +8,7 @@ concatenates their evaluation sets and loaders, renamed and checked like one mod
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -47,7 +47,7 @@ class ZeroShotSuiteDataModule(L.LightningDataModule):
         input_size: int = 224,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | Literal["auto"] = "auto",
         val_views: int = 2,
         val_crops: int = 1,
         test_views: int = 2,
@@ -70,6 +70,7 @@ class ZeroShotSuiteDataModule(L.LightningDataModule):
             if member.protocol not in ("zero_shot", "fully_supervised"):
                 raise ValueError(f"{key}.protocol is {member.protocol!r}; the zero-shot suite evaluates zero-shot")
             member.protocol = "zero_shot"
+            member.option_prefix = f"data.{key}."  # its errors name the suite's options
             given = {opt: getattr(member, opt) for opt in _SUITE_SHARED}
             for opt in _SUITE_SHARED:
                 mine, suite = given[opt], getattr(self, opt)
@@ -84,6 +85,7 @@ class ZeroShotSuiteDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         for m in self.members.values():
+            m.trainer = self.trainer  # the members size their loaders (num_workers: auto) to its processes
             m.setup(stage)
 
     def eval_sets(self, stage: str) -> list[EvalSetInfo]:

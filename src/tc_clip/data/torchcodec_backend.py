@@ -1,7 +1,7 @@
 """Deprecated: moved to :mod:`tc_clip.data.decoding` (the choice, :data:`~tc_clip.data.decoding.CHOICES`)
 and :mod:`tc_clip.data.decoding.torchcodec` (the backend). Kept for one release; importing it warns."""
 
-from tc_clip.data._compat import warn_moved
+from tc_clip._deprecation import warn_moved
 from tc_clip.data.decoding import CHOICES as BACKENDS
 from tc_clip.data.decoding import Backend, describe_backend, resolve_backend
 from tc_clip.data.decoding.torchcodec import read_frames, torchcodec_status

@@ -20,7 +20,7 @@ from typing import Literal, get_args
 import av
 import numpy as np
 
-from tc_clip.data._compat import warn_moved
+from tc_clip._deprecation import warn_moved
 from tc_clip.data.decoding import pyav, torchcodec
 from tc_clip.data.decoding.base import (
     DecodedClip,
