@@ -58,6 +58,17 @@ def test_user_errors_end_in_one_line(case, data, capsys):
     assert all(w in lines[0] for w in words), lines[0]
 
 
+def test_missing_official_split_files_end_in_one_line(tmp_path, capsys):
+    args = ["test", "--config", str(REPO / "configs/zero_shot_eval_hmdb.yaml"), "--data.root", str(tmp_path),
+            "--data.input_size", "64", "--data.num_frames", "8", "--model.model_name", "tiny",
+            "--model.pretrained", "null", "--trainer.accelerator", "cpu", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path / "runs")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("tc-clip: error: ") == 1 and "testTrainMulti_7030_splits" in err
+    assert "give the test lists" in err and "TrainerFn" not in err
+
+
 def test_traceback_flag_and_environment_show_the_stack(data, monkeypatch):
     args = _args(data, "--data.test_list", str(data / "bad_label.txt"))
     with pytest.raises(ValueError, match="label 7"):

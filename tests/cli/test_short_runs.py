@@ -15,9 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def train_data(tmp_path) -> list[str]:
-    """8 training entries (the videos are never read: the run stops before its first batch)."""
+    """8 training entries (empty files: the run stops before its first batch reads one)."""
     (tmp_path / "labels.csv").write_text("id,name\n0,run\n1,jump\n")
     (tmp_path / "train.txt").write_text("".join(f"v{i}.avi {i % 2}\n" for i in range(8)))
+    for i in range(8):
+        (tmp_path / f"v{i}.avi").touch()
     return [
         "fit", "--data", "tc_clip.data.VideoDataModule", "--data.root", str(tmp_path), "--data.labels",
         str(tmp_path / "labels.csv"), "--data.train_list", str(tmp_path / "train.txt"), "--data.batch_size", "1",
