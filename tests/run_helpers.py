@@ -74,3 +74,18 @@ class CountPredicted(L.Callback):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         CountPredicted.seen += batch["index"].tolist()
+
+
+class Killed(BaseException):
+    """A simulated kill inside the test process (nothing catches it)."""
+
+
+class DieAt(L.Callback):
+    """Raises :class:`Killed` when training reaches ``global_step`` (in-process stand-in for :class:`KillAt`)."""
+
+    def __init__(self, global_step: int) -> None:
+        self.global_step = global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.global_step:
+            raise Killed

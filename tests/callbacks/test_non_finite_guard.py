@@ -50,3 +50,18 @@ def test_guard_refuses_to_save_non_finite_weights():
         guard.on_save_checkpoint(Trainer(), None, {"state_dict": {"w": torch.tensor([1.0, float("nan")])}})
     with pytest.raises(NonFiniteError, match="loss is inf at global step 7"):
         guard.on_before_backward(Trainer(), None, torch.tensor(float("inf")))
+
+
+def test_non_finite_tensors_names_exactly_the_bad_ones():
+    """One fused norm per dtype decides; a norm that overflows on finite values names nothing."""
+    from tc_clip.callbacks.non_finite_guard import non_finite_tensors
+
+    tensors = {f"w{i}": torch.randn(5, 3) for i in range(6)} | {"half": torch.ones(4, dtype=torch.bfloat16),
+                                                                 "ids": torch.arange(3), "empty": torch.zeros(0)}
+    assert non_finite_tensors(tensors) == []
+    tensors["w1"][2, 1] = float("nan")
+    tensors["w4"][0, 0] = float("-inf")
+    tensors["w2"][1, 1] = 3e38  # finite, but its norm overflows float32
+    tensors["half"][3] = float("inf")
+    assert non_finite_tensors(tensors) == ["w1", "w4", "half"]
+    assert non_finite_tensors(tensors, limit=1) == ["w1"]

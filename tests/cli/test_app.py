@@ -381,12 +381,12 @@ def test_ckpt_path_keeps_free_options_and_refuses_architecture(cache, tmp_path, 
     for sub, extra, needle in (
         ("test", ["--model.config.n_ctx", "6"], "model.config.n_ctx: 6 contradicts the checkpoint's 4"),
         ("validate", ["--model.config.use_tc", "false"], "model.config.use_tc: False contradicts"),
-        # resuming fit continues the checkpoint's recipe: another learning rate is refused, not ignored
-        ("fit", ["--model.lr", "0.5"], "model.lr: 0.5 contradicts the checkpoint's 0.001"),
+        # resuming fit continues the checkpoint's run: another learning rate is refused, not ignored
+        ("fit", ["--model.lr", "0.5"], "model.lr (0.001 -> 0.5)"),
     ):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exc:
             main([sub, *demo_args(cache, root), "--ckpt_path", str(ckpt), *extra])
-        err = capsys.readouterr().err
+        err = capsys.readouterr().err + str(exc.value.code)
         assert needle in err and str(ckpt) in err
 
 

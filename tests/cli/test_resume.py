@@ -5,6 +5,7 @@ Also the sampler and per-sample seeding on their own."""
 from __future__ import annotations
 
 import csv
+import logging
 import signal
 from pathlib import Path
 
@@ -150,3 +151,30 @@ def test_seeded_dataset_draws_depend_on_the_index_seed_only():
     torch.set_rng_state(before)
     ds[SeededIndex(2, seed=9)]
     assert torch.equal(torch.get_rng_state(), before)  # the global RNG is left untouched
+
+
+@pytest.mark.slow
+def test_two_experiments_in_one_root_each_resume_their_own_run(reference, tmp_path, caplog):
+    """A (seed 0) is killed, B (seed 1, fewer videos) finishes in the same root; each ``--ckpt_path last``
+    resumes its own run and leaves the other's folder alone (issue 17: 8)."""
+    from tc_clip.cli import main
+
+    cache, _, _ = reference
+    root = tmp_path / "runs"
+    a = fit_args(cache, root, workers=0)
+    b = [*a, "--seed_everything", "1", "--data.videos_per_class", "3", "--trainer.max_epochs", "1"]
+    killed = run_cli(a + ["--trainer.callbacks+=run_helpers.KillAt", "--trainer.callbacks.global_step=3"], tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    assert main(b) == 0
+    b_config = (root / "version_1/config.yaml").read_text()
+    with caplog.at_level(logging.INFO):
+        assert main(a + ["--ckpt_path", "last", "--trainer.limit_train_batches", "4"]) == 0  # (limits may change)
+    assert f"resuming from {root / 'version_0/checkpoints'}" in caplog.text
+    assert sorted(p.name for p in root.iterdir()) == ["version_0", "version_1"]
+    assert (root / "version_1/config.yaml").read_text() == b_config
+    final = torch.load(root / "version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert final["global_step"] == 2 * 4 and final["tc_clip_run"]["keys"]["seed_everything"] == "0"
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main(b + ["--ckpt_path", "last"]) == 0  # B is complete: nothing left to train, in its own folder
+    assert f"resuming from {root / 'version_1/checkpoints'}" in caplog.text

@@ -209,6 +209,7 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
     monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
     monkeypatch.setattr(decoding.torchcodec, "read_frames", broken)
     monkeypatch.setattr(decoding, "_auto_pyav", {})  # forget the choices of earlier tests
+    monkeypatch.setattr(decoding, "_auto_family", {})
     avi = gop_videos[1]  # no B-frames: auto tries torchcodec first
     for _ in range(2):
         clip = decoding.decode(avi, [0, 5])
@@ -228,10 +229,39 @@ def test_auto_picks_per_stream(monkeypatch, tmp_path, gop_videos):
     with av.open(str(bframes)) as c:
         assert c.streams.video[0].codec_context.has_b_frames
     monkeypatch.setattr(decoding, "_auto_pyav", {})
+    monkeypatch.setattr(decoding, "_auto_family", {})
     for path, expected in [(bframes, "pyav"), (gop_videos[1], "torchcodec")]:
         clip = decoding.decode(path, [0, 7, 20])
         np.testing.assert_array_equal(clip.frames, read_all_frames(path)[[0, 7, 20]])
         assert clip.backend == expected, path
+
+
+@pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
+def test_auto_first_pass_opens_each_file_once(monkeypatch, tmp_path):
+    """An epoch meets every file once per worker: the B-frame probe must not cost an extra open. A B-frame
+    stream is probed with the container that decodes it; in a folder without B-frames only the first
+    file is probed, the others go straight to torchcodec. Same backend per stream, same pixels."""
+    monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
+    monkeypatch.setattr(decoding, "_auto_pyav", {})
+    monkeypatch.setattr(decoding, "_auto_family", {})
+    opens: list[str] = []
+    for module, name in ((decoding.pyav, "open_video"), (decoding.torchcodec, "read_frames")):
+        real = getattr(module, name)
+        counted = lambda src, *a, _real=real, **k: opens.append(str(src)) or _real(src, *a, **k)  # noqa: E731
+        monkeypatch.setattr(module, name, counted)
+    frames = noise_frames(20)
+    for sub, options, expected in (("b", {"bf": "2"}, "pyav"), ("nob", {"bf": "0"}, "torchcodec")):
+        paths = [tmp_path / sub / f"v{i}.mp4" for i in range(3)]
+        for p in paths:
+            p.parent.mkdir(exist_ok=True)
+            synthetic.write_video(p, frames, fps=10, codec="libx264", options=options)
+        opens.clear()
+        clips = [decoding.decode(p, [1, 9]) for p in paths]
+        probe = [str(paths[0])] if expected == "torchcodec" else []  # the folder's first file, once
+        assert opens == probe + [str(p) for p in paths]
+        for p, clip in zip(paths, clips, strict=True):
+            assert clip.backend == expected
+            np.testing.assert_array_equal(clip.frames, read_all_frames(p)[[1, 9]])
 
 
 def test_shrink_equals_the_training_resize(gop_videos, backend):

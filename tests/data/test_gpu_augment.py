@@ -39,6 +39,22 @@ def test_batched_equals_per_clip_reference(chunk, amounts):
     assert not torch.allclose(batched, normalize(video))  # the augmentation did something
 
 
+def test_all_cpu_dataset_equals_per_clip_reference():
+    """``device_augment=False`` runs the batched transform in the worker: the per-clip reference's result."""
+    from tc_clip.data.dataset import VideoClipDataset
+    from tc_clip.data.transforms import train_geometry
+
+    dataset = VideoClipDataset([], num_frames=6, input_size=24, train=True, device_augment=False)
+    raw = torch.randint(0, 256, (6, 3, 30, 40), dtype=torch.uint8)
+    for seed in range(6):  # jitter, gray and flip drawn on and off
+        torch.manual_seed(seed)
+        got, params = dataset.transform(raw)
+        torch.manual_seed(seed)
+        reference = augment_clip(train_geometry(24)(raw), draw_augment(6))
+        assert params is None and got.dtype == torch.float32
+        torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-4)
+
+
 def test_device_transform_evaluation_passthrough_and_key():
     clip = torch.randint(0, 256, (2, 4, 3, 16, 16), dtype=torch.uint8)
     out = device_transform({"video": clip, "label": torch.zeros(2)})

@@ -4,6 +4,7 @@ epoch, base/novel/HM, unreadable and decoded training clips, checkpoints and the
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
@@ -12,11 +13,22 @@ from tc_clip.callbacks.monitored import monitored_checkpoint
 
 
 class FitSummary(Callback):
-    """Prints the best monitored score and its epoch, the checkpoint files and the log folder after fit."""
+    """Prints the best monitored score and its epoch, the checkpoint files and the log folder after fit.
+
+    The best score and its epoch are part of every checkpoint (``state_dict``), so after a resume they
+    describe the whole run, as ``best.ckpt`` does; the clip counts come from the module, which keeps them
+    in its checkpoints too.
+    """
 
     def __init__(self) -> None:
         self.best: float | None = None
         self.best_epoch: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict.get("best"), state_dict.get("best_epoch")
 
     def _monitor(self, trainer: L.Trainer) -> tuple[str | None, str]:
         cb = monitored_checkpoint(trainer)

@@ -1,7 +1,10 @@
-"""``last.ckpt`` after every epoch and, optionally, every N optimiser steps (added by ``tc-clip fit``)."""
+"""``last.ckpt`` after every epoch and, optionally, every N optimiser steps, keeping the previous one as
+``last-prev.ckpt`` (added by ``tc-clip fit``)."""
 
 from __future__ import annotations
 
+import os
+import zipfile
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +20,14 @@ class LastCheckpoint(ModelCheckpoint):
     Lightning's ``ModelCheckpoint(save_last=True)`` only refreshes ``last.ckpt`` when it also saved a
     top-k checkpoint in the same step, so after an epoch that did not improve the monitored metric
     ``last.ckpt`` would be stale; this callback saves unconditionally.
+
+    Before each save the current ``last.ckpt`` becomes ``last-prev.ckpt`` (when it is whole: written by this
+    process, or its CRCs check), so a ``last.ckpt`` damaged later still leaves the one before it for
+    ``--ckpt_path last``. Each file is written atomically by the trainer's checkpoint IO
+    (:class:`~tc_clip.lightning.checkpoint_io.AtomicCheckpointIO` under ``tc-clip``).
     """
+
+    PREVIOUS_SUFFIX = "-prev"
 
     def __init__(
         self,
@@ -27,6 +37,7 @@ class LastCheckpoint(ModelCheckpoint):
         train_time_interval: timedelta | None = None,
     ) -> None:
         self._steps_or_time = bool(every_n_train_steps) or train_time_interval is not None
+        self._whole: set[str] = set()  # files this process wrote (whole: the write returned)
         super().__init__(
             dirpath=dirpath,
             filename=self.CHECKPOINT_NAME_LAST,
@@ -42,6 +53,14 @@ class LastCheckpoint(ModelCheckpoint):
             # validation runs only every n epochs
             save_on_train_epoch_end=True,
         )
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero and os.path.isfile(filepath):
+            root, ext = os.path.splitext(filepath)
+            if filepath in self._whole or _crc_ok(filepath):
+                os.replace(filepath, root + self.PREVIOUS_SUFFIX + ext)
+        super()._save_checkpoint(trainer, filepath)
+        self._whole.add(filepath)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -59,3 +78,11 @@ class LastCheckpoint(ModelCheckpoint):
             # also when a step save happened at this global step: this one holds the finished epoch
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
+
+
+def _crc_ok(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False

@@ -23,12 +23,28 @@ def _where(trainer: L.Trainer) -> str:
 
 
 def non_finite_tensors(tensors: dict[str, Tensor], limit: int = 5) -> list[str]:
-    """Names of (at most ``limit``) floating-point tensors holding NaN or inf (one device sync)."""
+    """Names of (at most ``limit``) floating-point tensors holding NaN or inf.
+
+    One fused L2-norm reduction per device and dtype (``torch._foreach_norm``, a multi-tensor kernel on
+    GPUs) and one device sync: a tensor holding NaN or inf has a non-finite norm, so all-finite norms
+    settle it. Only a tensor whose norm is not finite (or overflowed) is checked element by element."""
     named = [(k, t) for k, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and t.numel()]
     if not named:
         return []
-    flags = torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named]).tolist()
-    return [k for (k, _), ok in zip(named, flags, strict=True) if not ok][:limit]
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, (_, t) in enumerate(named):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    order, norms = [], []
+    device = named[0][1].device
+    for positions in groups.values():
+        group = torch._foreach_norm([named[i][1].detach() for i in positions])
+        norms.append(torch.stack(group).float().to(device))
+        order += positions
+    finite = torch.isfinite(torch.cat(norms))
+    if bool(finite.all()):  # the one sync when all is well
+        return []
+    suspects = sorted(order[j] for j in (~finite).nonzero().flatten().tolist())
+    return [named[i][0] for i in suspects if not bool(torch.isfinite(named[i][1]).all())][:limit]
 
 
 class NonFiniteGuard(Callback):

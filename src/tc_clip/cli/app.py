@@ -12,11 +12,16 @@ before anything is built. On top of plain LightningCLI:
   and every ``--last_every_n_steps`` steps), :class:`NonFiniteGuard` (stops at a NaN/inf loss or weights,
   naming the step, before anything is saved), :class:`SamplerResume` (a run resumed mid-epoch continues
   with the next unseen sample), LearningRateMonitor (when logging);
-* ``--ckpt_path last`` resumes from this run's newest readable ``last*.ckpt``
+* ``--ckpt_path last`` resumes from this run's newest readable ``last*.ckpt`` whose run fingerprint
+  (:mod:`tc_clip.cli.fingerprint`, stored by :class:`RunFingerprint`) matches
   (``<trainer.default_root_dir>/version_*/checkpoints`` or ``--checkpoint.dirpath``), restoring weights,
-  optimiser, scheduler, epoch and sampler position, and logs into the same version folder; remote
-  ``http(s)://`` checkpoints and ``--weights_only false`` are refused (they would run code from the file);
-* ``predict`` writes ``predictions.csv`` into the log folder unless a :class:`PredictionWriter` is
+  optimiser, scheduler, epoch and sampler position, and logs into the same version folder; a checkpoint of
+  another run is refused naming the keys that differ (``--init_from PATH`` starts a new run from its
+  weights); remote ``http(s)://`` checkpoints and ``--weights_only false`` are refused (they would run code
+  from the file), and local paths reach Lightning absolute; checkpoints are written atomically
+  (:class:`AtomicCheckpointIO`);
+* ``predict`` writes ``predictions.csv`` into the log folder (a rerun of the same prediction continues, or
+  finds complete, the earlier folder; ``--redo true`` computes it again) unless a :class:`PredictionWriter` is
   configured (``--trainer.callbacks+=tc_clip.callbacks.PredictionWriter
   --trainer.callbacks.output_path preds.json``);
 * the data commands (:mod:`tc_clip.cli.data_commands`) parse their options with the same parser.
@@ -32,6 +37,7 @@ refused by name.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -44,6 +50,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from tc_clip.callbacks import (
@@ -55,9 +62,21 @@ from tc_clip.callbacks import (
     SamplerResume,
     ValidateAtFitEnd,
 )
+from tc_clip.callbacks.run_fingerprint import RUN_FILE, RunFingerprint
+from tc_clip.cli.fingerprint import config_keys
 from tc_clip.cli.options import accumulation_for, all_batches_limits, auto_precision, checkpoint_model_options
-from tc_clip.cli.runs import ContinuingCSVLogger, resolve_ckpt_path, resume_point
+from tc_clip.cli.runs import (
+    ContinuingCSVLogger,
+    local_path,
+    next_version,
+    previous_version,
+    resolve_ckpt_path,
+    resume_point,
+    reusable_version,
+    validate_checkpoint,
+)
 from tc_clip.errors import ConfigError, UserError
+from tc_clip.lightning.checkpoint_io import AtomicCheckpointIO
 from tc_clip.lightning.module import TCCLIPModule
 from tc_clip.model import CheckpointError
 
@@ -119,6 +138,16 @@ class TCCLIPCLI(LightningCLI):
             help="fit: also write last.ckpt every N optimiser steps, so a killed run loses at most N steps "
             "(0: only at epoch ends)",
         )
+        parser.add_argument(
+            "--init_from", type=str | None, default=None,
+            help="fit: start a new run from the weights of this Lightning checkpoint (weights only: fresh "
+            "optimiser, epoch 0, its own version folder; the checkpoint may come from another run)",
+        )
+        parser.add_argument(
+            "--redo", type=bool, default=False,
+            help="predict: compute the predictions again, in a new version folder, even when an earlier run of "
+            "the same prediction is complete",
+        )
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         super().parse_arguments(parser, args)
@@ -128,9 +157,17 @@ class TCCLIPCLI(LightningCLI):
         cfg = self.config[subcommand]
         dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
         root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT_DIR
+        self.run_keys = config_keys(cfg, subcommand)
+        self.resume_requested = cfg.get("ckpt_path") == "last"
         try:
+            if subcommand == "fit" and cfg.get("init_from"):
+                if cfg.get("ckpt_path"):
+                    raise CheckpointError(cfg.init_from, "--init_from starts a new run: drop --ckpt_path")
+                validate_checkpoint(cfg.init_from)
+                cfg.init_from = local_path(cfg.init_from)
             cfg.ckpt_path = resolve_ckpt_path(
-                cfg.get("ckpt_path"), subcommand, root, dirpath, cfg.get("weights_only")
+                cfg.get("ckpt_path"), subcommand, root, dirpath, cfg.get("weights_only"),
+                keys=self.run_keys if subcommand == "fit" else None,
             )
         except CheckpointError as err:
             raise SystemExit(f"tc-clip: error: {err}") from None
@@ -210,6 +247,12 @@ class TCCLIPCLI(LightningCLI):
         if logger is None or logger is True:
             ckpt = self._get(self.config_init, "ckpt_path") if self.subcommand == "fit" else None
             version, step = resume_point(ckpt, root) or (None, None)  # a resumed fit continues its folder
+            if self.subcommand == "fit" and ckpt is None and getattr(self, "resume_requested", False):
+                version = reusable_version(root, getattr(self, "run_keys", None))  # a folder left by a kill
+                step = 0 if version is not None else None  # its rows are logged again
+                self.reused_folder = version is not None
+            if self.subcommand == "predict":
+                version = self._predict_version(root, list(cfg.get("callbacks") or []))
             tb = TensorBoardLogger(save_dir=root, name="", version=version, default_hp_metric=False)
             # CSV first: it creates the shared version folder before TensorBoard writes into it
             kwargs["logger"] = [ContinuingCSVLogger(save_dir=root, name="", version=tb.version, resume_step=step), tb]
@@ -228,12 +271,37 @@ class TCCLIPCLI(LightningCLI):
             kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [
                 LastCheckpoint(dirpath=dirpath, every_n_train_steps=every)
             ]
-        if self.subcommand == "fit":  # stop on NaN/inf before it is saved; resume mid-epoch exactly
-            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [NonFiniteGuard(), SamplerResume()]
+        if self.subcommand == "fit":  # stop on NaN/inf before it is saved; resume mid-epoch exactly; whose run
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [
+                NonFiniteGuard(), SamplerResume(), RunFingerprint(getattr(self, "run_keys", None))
+            ]
+        plugins = cfg.get("plugins")
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] if plugins else []
+        if not any(isinstance(p, CheckpointIO) for p in plugins):  # checkpoints written atomically
+            kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in callbacks):
-            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter()]
-        _quiet_expected_warnings(self.subcommand, resumed=self._get(self.config_init, "ckpt_path") is not None)
+            redo = bool(self._get(self.config_init, "redo"))
+            kwargs["callbacks"] = list(kwargs.get("callbacks", callbacks)) + [PredictionWriter(redo=redo)]
+        resumed = self._get(self.config_init, "ckpt_path") is not None or getattr(self, "reused_folder", False)
+        _quiet_expected_warnings(self.subcommand, resumed=resumed)
         return super().instantiate_trainer(**kwargs)
+
+
+    def _predict_version(self, root: str, callbacks: list[Any]) -> int | None:
+        """An earlier ``predict`` folder of the same command (config keys and checkpoint file), which the
+        default :class:`PredictionWriter` then finds complete or continues; ``None`` (a new folder) with
+        ``--redo`` or a writer of its own. Notes the keys in the chosen folder's ``run.json``."""
+        if self._get(self.config_init, "redo") or any(isinstance(c, PredictionWriter) for c in callbacks):
+            return None
+        ckpt = self._get(self.config_init, "ckpt_path")
+        stat = os.stat(ckpt) if ckpt and os.path.isfile(str(ckpt)) else None
+        keys = {**getattr(self, "run_keys", {}),
+                "ckpt": json.dumps([str(ckpt), stat.st_size, stat.st_mtime_ns] if stat else ckpt)}
+        version = previous_version(root, keys, "predict")
+        folder = Path(root) / f"version_{version if version is not None else next_version(root)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RUN_FILE).write_text(json.dumps({"subcommand": "predict", "keys": keys}, indent=1))
+        return int(folder.name.removeprefix("version_"))
 
 
 @rank_zero_only
@@ -335,11 +403,29 @@ def configure_fit(cli: LightningCLI) -> None:
             rank_zero_info(f"checkpoint.monitor: {ckpt.monitor}")
             if config.get("checkpoint") is not None:  # the saved config.yaml names what selected best.ckpt
                 config.checkpoint.monitor = ckpt.monitor
+    if config.get("init_from"):
+        init_weights(cli.model, config.init_from)
     extra = [cb() for cb in (ValidateAtFitEnd, NovelAtBestBase, FitSummary)
              if not any(isinstance(c, cb) for c in trainer.callbacks)]
     first_ckpt = next((i for i, c in enumerate(trainer.callbacks) if isinstance(c, ModelCheckpoint)),
                       len(trainer.callbacks))
     trainer.callbacks[first_ckpt:first_ckpt] = extra
+    # last.ckpt last: it then holds the other checkpoint callbacks' state of the same step (best.ckpt's score),
+    # so a resumed run keeps the best epoch it had
+    trainer.callbacks.sort(key=lambda c: isinstance(c, LastCheckpoint))
+
+
+def init_weights(model: L.LightningModule, path: str) -> None:
+    """``--init_from``: the model's weights from a Lightning checkpoint (nothing else: a new run)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as err:
+        raise CheckpointError(path, f"--init_from: its weights do not fit this model ({err})") from None
+    if missing or unexpected:
+        raise CheckpointError(path, f"--init_from: its weights do not fit this model (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]})")
+    rank_zero_info(f"--init_from: weights from {path} (a new run: optimiser, schedule and epoch start afresh)")
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,10 @@ class TCCLIPModule(L.LightningModule):
         predict_top_k: how many classes ``predict`` reports per video.
         views_per_forward: evaluate at most this many views of a batch per forward pass (memory);
             ``None`` runs all ``B·V`` clips at once.
+    Speed
+        compile: run the model through ``torch.compile`` (inductor) in training, evaluation and
+            prediction; weights, checkpoints and results are those of the eager model. A new input shape
+            recompiles (README, "Precision and compile").
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class TCCLIPModule(L.LightningModule):
         mix_switch_prob: float = 0.5,
         predict_top_k: int = 5,
         views_per_forward: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
@@ -113,6 +118,10 @@ class TCCLIPModule(L.LightningModule):
         self._loaded_epoch: int | None = None
         self._train_skipped: Tensor | None = None
         self._train_decoded: Tensor | None = None  # training clips per backend (DECODERS order)
+        # kept out of the module tree: the state dict stays the eager model's (no ``_orig_mod`` keys)
+        self.__dict__["_compiled"] = torch.compile(self.model) if compile else None
+        # the counts of the run before a resume (from its checkpoint), so the summary covers the whole run
+        self._counts_before: dict[str, Any] = {"replaced": 0, "decoded": {}}
 
     # ----------------------------------------------------------------------------------------- model
     @staticmethod
@@ -128,8 +137,10 @@ class TCCLIPModule(L.LightningModule):
         return TCCLIP.from_clip(model_name, pretrained=pretrained, class_names=names, config=config)
 
     def forward(self, video: Tensor) -> Tensor:
-        """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary."""
-        return self.model(video)
+        """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary (compiled with
+        ``compile=True``)."""
+        compiled = self.__dict__.get("_compiled")
+        return compiled(video) if compiled is not None else self.model(video)
 
     def _use_vocabulary(self, names: Sequence[str]) -> None:
         current = getattr(self.model, "class_names", None)
@@ -182,12 +193,22 @@ class TCCLIPModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._train_class_names:
             checkpoint["tc_clip_class_names"] = list(self._train_class_names)
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":  # every process saves: the reductions are collective
+            checkpoint["tc_clip_train_counts"] = {
+                "replaced": self.train_videos_replaced(), "decoded": self.train_clips_decoded()
+            }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         names = checkpoint.get("tc_clip_class_names")
         if names and not self._train_class_names:
             self._train_class_names = list(names)
         self._loaded_epoch = checkpoint.get("epoch")
+        counts = checkpoint.get("tc_clip_train_counts")
+        if isinstance(counts, dict):
+            self._counts_before = {"replaced": int(counts.get("replaced", 0)),
+                                   "decoded": {str(k): int(v) for k, v in dict(counts.get("decoded", {})).items()}}
+            self._train_skipped = self._train_decoded = None
 
     # -------------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -203,7 +224,7 @@ class TCCLIPModule(L.LightningModule):
         )
         with step_rng(self.current_epoch, batch_idx):  # a resumed run makes the same random draws
             video, target = mixup(video, label)
-            logits = self.model(video)  # (aggregation "random" draws too)
+            logits = self(video)  # (aggregation "random" draws too)
         loss = soft_target_cross_entropy(logits, target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=video.shape[0])
         if "skipped" in batch:  # unreadable training videos replaced by others: summed on the device, no sync
@@ -216,19 +237,22 @@ class TCCLIPModule(L.LightningModule):
         return loss
 
     def train_videos_replaced(self) -> int:
-        """Unreadable training videos replaced by others in this fit (every process; collective under DDP:
-        call it on all processes)."""
+        """Unreadable training videos replaced by others in this run, the part before a resume included (every
+        process; collective under DDP: call it on all processes)."""
         local = self._train_skipped if self._train_skipped is not None else torch.zeros((), device=self.device)
-        return int(self.trainer.strategy.reduce(local.float(), reduce_op="sum"))
+        return int(self.trainer.strategy.reduce(local.float(), reduce_op="sum")) + self._counts_before["replaced"]
 
     def train_clips_decoded(self) -> dict[str, int]:
-        """Training clips each decoder backend read in this fit, over every process (collective under DDP:
-        call it on all processes); empty when the data says nothing about decoders."""
+        """Training clips each decoder backend read in this run, over every process and the part before a
+        resume (collective under DDP: call it on all processes); empty when the data says nothing about
+        decoders."""
         local = self._train_decoded
         if local is None:
             local = torch.zeros(len(DECODERS), dtype=torch.long, device=self.device)
-        total = self.trainer.strategy.reduce(local.float(), reduce_op="sum")
-        return {name: int(n) for name, n in zip(DECODERS, total.tolist(), strict=True) if n}
+        total = self.trainer.strategy.reduce(local.float(), reduce_op="sum").tolist()
+        before = self._counts_before["decoded"]
+        counts = {name: int(n) + before.get(name, 0) for name, n in zip(DECODERS, total, strict=True)}
+        return {name: n for name, n in counts.items() if n}
 
     def on_fit_start(self) -> None:
         dm = self._datamodule()
@@ -250,7 +274,7 @@ class TCCLIPModule(L.LightningModule):
     def eval_scores(self, video: Tensor) -> Tensor:
         """``[B, V, T, 3, H, W]`` (or ``[B, T, 3, H, W]``) → ``[B, C]``: softmax per view, summed
         (:func:`~tc_clip.lightning.metrics.video_scores`, at most ``views_per_forward`` clips a pass)."""
-        return video_scores(self.model, video, self.hparams.views_per_forward)
+        return video_scores(self.forward, video, self.hparams.views_per_forward)
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         sets = self._eval_sets.get(stage)
@@ -329,11 +353,15 @@ class TCCLIPModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     # -------------------------------------------------------------------------------------- predict
+    def predict_class_names(self) -> list[str]:
+        """The vocabulary ``predict`` scores against (the data module's, else the checkpoint's)."""
+        if self._predict_class_names is None:
+            self._predict_class_names = list(self._discover_eval_sets("predict")[0].class_names)
+        return self._predict_class_names
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         """Top-k class names and scores (mean softmax over views) for every video of the batch."""
-        names = self._predict_class_names
-        if names is None:
-            names = self._predict_class_names = self._discover_eval_sets("predict")[0].class_names
+        names = self.predict_class_names()
         self._use_vocabulary(names)
         video = batch["video"]
         views = video.shape[1] if video.dim() == 6 else 1

@@ -39,8 +39,8 @@ def bipartite_merge_step(
     even tokens sorted by descending best score, then every odd token in its own order.
     """
     a, b = x[:, ::2], x[:, 1::2]
-    with torch.no_grad():
-        scores = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(-1, -2)
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False):  # matching in float32 under autocast
+        scores = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).transpose(-1, -2)
         best, match = scores.max(dim=-1)
         order = best.argsort(dim=-1, descending=True, stable=True)
     src, keep = order[:, :r], order[:, r:]

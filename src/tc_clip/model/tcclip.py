@@ -125,6 +125,7 @@ class TCCLIP(nn.Module):
                 self.vp_blocks.append(self._make_vp_block(self.transformer.resblocks[layer], cfg.vp_init))
 
         self._class_names: list[str] = []
+        self._prompt_layout = (0, 0)
         self.register_buffer("prompt_tokens", torch.zeros(0, 0, dtype=torch.long), persistent=False)
         self._cache: tuple[Any, Any] | None = None
         if class_names is not None:
@@ -274,6 +275,9 @@ class TCCLIP(nn.Module):
         T.check_class_names(names, tokens)
         self._class_names = names
         self.prompt_tokens = tokens.to(self.token_embedding.weight.device)
+        # read here, once per vocabulary, not in the forward (where torch.compile could not trace them)
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        self._prompt_layout = (length, T.common_prefix_length(tokens[:, :length]) if len(names) > 1 else 0)
         self._cache = None
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -306,16 +310,20 @@ class TCCLIP(nn.Module):
         context-token sources per layer) for analysis.
         """
         self.check_video(video)
-        if not self._class_names:
+        if self.prompt_tokens.shape[0] == 0:  # (a tensor size: torch.compile keeps the class count dynamic)
             raise ValueError("no class names set: call set_class_names(names) first")
         vision = self.visual(video, keep_layers=set(self.vp_layers), return_aux=return_aux)
-        video_embeds = F.normalize(vision.video_embeds, dim=-1)
-        text = F.normalize(self.encode_text(vision), dim=-1)
-        if text.ndim == 2:
-            logits = video_embeds @ text.t()
-        else:
-            logits = torch.einsum("be,bce->bc", video_embeds, text)
-        logits = self.logit_scale.exp() * logits
+        text = self.encode_text(vision)
+        # cosine logits in float32 whatever the autocast (cheap: B x C x E), so that a logit scale of
+        # 100 does not magnify bf16's rounding of the cosines; a no-op in float32
+        with torch.autocast(video.device.type, enabled=False):
+            video_embeds = F.normalize(vision.video_embeds.float(), dim=-1)
+            text = F.normalize(text.float(), dim=-1)
+            if text.ndim == 2:
+                logits = video_embeds @ text.t()
+            else:
+                logits = torch.einsum("be,bce->bc", video_embeds, text)
+            logits = self.logit_scale.float().exp() * logits
         return (logits, vision) if return_aux else logits
 
     def encode_video(self, video: torch.Tensor) -> torch.Tensor:
@@ -338,14 +346,13 @@ class TCCLIP(nn.Module):
         and the EOT positions ``[C]``. Video independent: computed once per batch, cached in eval."""
         tokens = self.prompt_tokens
         eot = tokens.argmax(dim=-1)
-        length = int(eot.max()) + 1
+        length, shared = self._prompt_layout  # the longest prompt, the positions all prompts share
         tokens = tokens[:, :length]
         x = self.token_embedding(tokens)
         if self.prompt_ctx is not None:
             ctx = self.prompt_ctx.to(x.dtype).expand(x.shape[0], -1, -1)
             x = torch.cat([x[:, :1], ctx, x[:, 1 + self.config.n_ctx :]], dim=1)
         x = x + self.positional_embedding[:length].to(x.dtype)
-        shared = T.common_prefix_length(tokens) if x.shape[0] > 1 else 0
         if shared:  # SOT and the prompt vectors: the same states for every class, computed once
             x_shared, x_class = x[:1, :shared], x[:, shared:]
             for block in self.transformer.resblocks[:stop]:
@@ -356,9 +363,12 @@ class TCCLIP(nn.Module):
             x = block(x, attn_mask=mask)
         return x, eot
 
+    def _prefix(self, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_text_prefix`, cached between evaluation forwards (no gradient)."""
+        return self._text_prefix(stop) if torch.is_grad_enabled() else self._cached_prefix(stop)
+
+    @torch.compiler.disable  # the cache key reads data pointers and versions, which torch.compile cannot trace
     def _cached_prefix(self, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if torch.is_grad_enabled():
-            return self._text_prefix(stop)
         params = [self.prompt_ctx] if self.prompt_ctx is not None else []
         params += [self.token_embedding.weight, self.positional_embedding, *self.transformer.parameters()]
         key = (stop, self.prompt_tokens.data_ptr(), self.prompt_tokens.shape,
@@ -375,13 +385,13 @@ class TCCLIP(nn.Module):
         blocks = self.transformer.resblocks
         num_layers = len(blocks)
         if not self.vp_layers:
-            x, eot = self._cached_prefix(num_layers)
+            x, eot = self._prefix(num_layers)
             return self._project_text(x[torch.arange(x.shape[0], device=x.device), eot])
         if vision is None:
             raise ValueError("Video-conditional Prompting needs the video's vision output")
 
         first = self.vp_layers[0]
-        x_class, eot = self._cached_prefix(first)
+        x_class, eot = self._prefix(first)
         n = self.config.n_ctx
         b = vision.frame_embeds.shape[0]
         x_prompt = x_class[:1, 1 : 1 + n].expand(b, -1, -1)  # identical for every class (causal)

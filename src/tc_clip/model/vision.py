@@ -212,11 +212,12 @@ class TCVisionEncoder(nn.Module):
         y = F.linear(y.transpose(1, 2).reshape(b, t, n, d), attn.out_proj.weight, attn.out_proj.bias)
 
         cls_probs = None
-        if need_cls:
-            logits = (qh[:, :, :1] * (d // h) ** -0.5) @ kh.transpose(-1, -2)  # [B*T, h, 1, L]
-            if bias is not None:
-                logits = logits + bias
-            cls_probs = logits.softmax(dim=-1).reshape(b, t, h, -1)
+        if need_cls:  # in float32 under any autocast: the seed ranking should not hinge on bf16 ties
+            with torch.autocast(x.device.type, enabled=False):
+                logits = (qh[:, :, :1].float() * (d // h) ** -0.5) @ kh.float().transpose(-1, -2)  # [B*T, h, 1, L]
+                if bias is not None:
+                    logits = logits + bias.float()
+                cls_probs = logits.softmax(dim=-1).reshape(b, t, h, -1)
         return y, cls_probs
 
     def _contextualize(self, x: torch.Tensor, cls_probs: torch.Tensor, return_aux: bool):

@@ -5,7 +5,10 @@ non-reference frames; always works) and :mod:`~tc_clip.data.decoding.torchcodec`
 C++; where it imports and works). This dispatcher holds the one list of them (:data:`DECODERS`) and the
 choice: ``backend="auto"`` picks per stream, PyAV where the stream has B-frames (its non-reference
 skipping decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere, and PyAV again
-for a file torchcodec cannot read. Both convert to RGB with the same swscale conversion and give the
+for a file torchcodec cannot read. A file is probed for B-frames with the PyAV container that then
+decodes it; once a folder's files with one extension were found without B-frames, its new files go
+straight to torchcodec (no probe), so a first pass over a dataset opens each file once.
+Both convert to RGB with the same swscale conversion and give the
 frames of a full decode pixel for pixel, and frames are brought to ``short_side`` by one shared resize
 (:func:`shrink_short_side`, the training transform's own), so the pixels never depend on which
 backend read a file.
@@ -90,21 +93,37 @@ def describe_backend(backend: str = "auto") -> str:
 
 
 #: ``auto``'s choice per file (or per ``name`` of a video's bytes), remembered per process: True for
-#: PyAV. The choice changes speed, never pixels. At most ``_AUTO_REMEMBERED`` files (a few MB per worker);
-#: past that, a file without B-frames costs one more container open per read.
+#: PyAV. The choice changes speed, never pixels. At most ``_AUTO_REMEMBERED`` files (a few MB per worker).
 _auto_pyav: dict[str, bool] = {}
 _AUTO_REMEMBERED = 1 << 16
+#: the choice of the last probed file of each family (folder and extension): a dataset's files share
+#: their encoder settings, and in an epoch each file is new to a worker, so ``auto`` decides per family
+_auto_family: dict[tuple[str, str], bool] = {}
+
+
+def _family(key: str | None) -> tuple[str, str] | None:
+    return (os.path.dirname(key), os.path.splitext(key)[1].lower()) if key else None
 
 
 def _auto_wants_pyav(
     source: Source, key: str | None, name: str | None
 ) -> tuple[bool, av.container.InputContainer | None]:
-    """``auto``'s choice for this video, and the PyAV container opened to make it (None if remembered)."""
+    """``auto``'s choice for this video, and the PyAV container opened to make it (None if none was opened).
+
+    A file seen before keeps its own choice. A new file of a family whose last probed file had no
+    B-frames goes to torchcodec without a PyAV probe (so a first pass opens each such file once);
+    otherwise the PyAV container that decodes a B-frame stream is the probe, which costs no extra open.
+    """
     if key is not None and key in _auto_pyav:
         return _auto_pyav[key], None
+    family = _family(key)
+    if family is not None and _auto_family.get(family) is False:
+        return False, None
     container = pyav.open_video(source, name)
     wants = pyav.has_b_frames(container)
     _remember(key, wants)
+    if family is not None and (family in _auto_family or len(_auto_family) < _AUTO_REMEMBERED):
+        _auto_family[family] = wants
     return wants, container
 
 
