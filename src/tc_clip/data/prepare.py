@@ -55,6 +55,7 @@ from tc_clip.data.reencode import (
     measure_psnr,
     tool_versions,
 )
+from tc_clip.errors import UserError
 
 __all__ = ["ENCODERS", "MANIFEST", "ListFile", "PrepareError", "PrepareReport", "PrepareSettings",
            "check_folders", "container_format", "datamodule_sources", "folder_sources", "prepare_datamodule",
@@ -66,7 +67,7 @@ LOCK = ".prepare.lock"
 TMP_SUFFIX = ".tc-clip-tmp"
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """A refused ``prepare`` (bad folders, a busy output, bad settings): the message says which."""
 
 
