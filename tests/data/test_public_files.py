@@ -65,7 +65,8 @@ def test_readme_few_shot_hmdb_command_on_the_readme_layout(public, tmp_path, cap
     out = capsys.readouterr().out
     assert "checked 9 videos" in out and "6 of 6 videos not where the list says were found" in out
     assert "6 in one folder per class" in out
-    assert main(["fit", *args, *TINY, "--trainer.max_epochs", "1", "--global_batch_size", "2",
+    assert main(["fit", *args, *TINY, "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
+                 "--global_batch_size", "2",
                  "--data.batch_size", "2", "--data.val_views", "1", "--trainer.limit_train_batches", "2",
                  "--trainer.default_root_dir", str(tmp_path / "runs")]) == 0
     assert "best val/hmdb51/split1/top1 = " in capsys.readouterr().out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tc_clip.errors import UserError
 
-__all__ = ["DataError", "SplitFilesNotFoundError", "VideoLayoutError"]
+__all__ = ["DataError", "SplitFilesNotFoundError", "UnfoundVideosWarning", "VideoLayoutError"]
 
 
 class DataError(UserError, ValueError):
@@ -23,3 +23,8 @@ class SplitFilesNotFoundError(DataError):
 class VideoLayoutError(DataError):
     """A listed video is not where its list says and its name is in two of the usual layouts, or none
     of a list's videos is anywhere (:mod:`tc_clip.data.layouts`)."""
+
+
+class UnfoundVideosWarning(UserWarning):
+    """Listed videos that are neither where the list says nor, by name, in the usual layouts: they stay as
+    listed (a training run replaces them, an evaluation leaves them out); the message names the places tried."""

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tc_clip.data.annotations import Sample
-from tc_clip.data.errors import VideoLayoutError
+from tc_clip.data.errors import UnfoundVideosWarning, VideoLayoutError
 from tc_clip.data.splits import SplitData
 
 __all__ = ["VideoLocator", "VideoLocators"]
@@ -155,7 +155,7 @@ class VideoLocator:
                    f"{self.tried(name, cls)}); set the root (or videos_dir) to the folder that holds them")
             self.notes.append(msg)
             self.unfound.update((u.path, msg) for u, _, _ in unfound)
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(msg, UnfoundVideosWarning, stacklevel=2)
         return SplitData(split.name, samples, split.class_names, split.display_names, split.group, split.role,
                          split.number)
 
