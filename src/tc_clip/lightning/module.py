@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import lightning as L
@@ -37,6 +37,12 @@ class TCCLIPModule(L.LightningModule):
             videos without a labels file); a checkpoint's training vocabulary is used otherwise.
         input_size: frame size the data delivers (``tc-clip`` links it to ``data.input_size``); a size the
             architecture cannot take is an error when the module is built, not at the first batch.
+        model_folder: a model folder written by ``tc-clip export`` / ``TCCLIP.save_pretrained``, or a Hub repo
+            id: the model (architecture, switches, vocabulary, weights) comes from it, so ``model_name`` is
+            ignored, ``pretrained`` / ``release_checkpoint`` are refused, and so is a ``config`` switch set to
+            neither its default nor the folder's value. ``config.num_frames`` (linked to ``data.num_frames``)
+            is the data's: TC-CLIP runs on any frame count, except with a joint positional table, where a
+            count other than the folder's is refused; ``config.grad_checkpointing`` is taken as given.
     Optimisation (AdamW, per-step linear warm-up from 0 and cosine, :mod:`tc_clip.lightning.schedule`)
         lr, lr_min: peak learning rate of the base group and the floor of the cosine (absolute).
         warmup_epochs: warm-up length in epochs (may be fractional); converted to optimiser steps.
@@ -82,6 +88,7 @@ class TCCLIPModule(L.LightningModule):
         predict_top_k: int = 5,
         views_per_forward: int | None = None,
         compile: bool = False,
+        model_folder: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
@@ -97,8 +104,13 @@ class TCCLIPModule(L.LightningModule):
             raise ValueError("predict_top_k must be >= 1")
         if lr_schedule not in SCHEDULE_SHAPES:
             raise ValueError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(SCHEDULE_SHAPES)}")
+        if model_folder:
+            self.model = self._folder_model(model_folder, pretrained, release_checkpoint, config, class_names)
+            config = self.model.config
+            self.hparams["config"] = asdict(config)  # the saved hyper-parameters describe the model built
+        else:
+            self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
         self.config = config
-        self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
         size = getattr(getattr(self.model, "visual", None), "image_size", None)
         size = size[0] if isinstance(size, (tuple, list)) else size
         if input_size is not None and size is not None and int(input_size) != int(size):
@@ -130,6 +142,37 @@ class TCCLIPModule(L.LightningModule):
                 config=config,
             )
         return TCCLIP.from_clip(model_name, pretrained=pretrained, class_names=names, config=config)
+
+    @staticmethod
+    def _folder_model(folder, pretrained, release_checkpoint, config, class_names) -> nn.Module:
+        """The model of a folder or Hub repo id, run at ``config.num_frames`` (the data's frame count)."""
+        from tc_clip.model import TCCLIP
+
+        given = [name for name, value in (("pretrained", pretrained), ("release_checkpoint", release_checkpoint))
+                 if value]
+        if given:
+            raise ValueError(f"model_folder {folder!r} holds the weights: drop model.{' and model.'.join(given)}")
+        model = TCCLIP.from_pretrained(folder)
+        theirs, default = model.config, TCCLIPConfig()
+        contradictions = [
+            f"model.config.{f.name}: {getattr(config, f.name)!r} contradicts the folder's {getattr(theirs, f.name)!r}"
+            for f in fields(TCCLIPConfig) if f.name not in ("num_frames", "grad_checkpointing")
+            and getattr(config, f.name) not in (getattr(theirs, f.name), getattr(default, f.name))
+        ]
+        if contradictions:
+            raise ValueError(f"model_folder {folder!r} sets the switches; drop (or match) "
+                             + "; ".join(contradictions))
+        frames = theirs.num_frames
+        if config.num_frames != frames and model.visual.joint_positional:
+            raise ValueError(
+                f"model_folder {folder!r} has a joint positional table of {frames} frames; data.num_frames "
+                f"is {config.num_frames}: set --data.num_frames {frames}"
+            )
+        model.config = replace(theirs, num_frames=config.num_frames, grad_checkpointing=config.grad_checkpointing)
+        model.visual.grad_checkpointing = config.grad_checkpointing
+        if class_names:
+            model.set_class_names(list(class_names))
+        return model
 
     def forward(self, video: Tensor) -> Tensor:
         """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary (compiled with
