@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test lint bench gpu-check clean
+.PHONY: venv demo test lint bench gpu-check notebooks clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks
+
+# the notebooks headless, with nbclient's jupyter-execute (in .[dev]): executed copies notebooks/*_executed.ipynb
+notebooks: venv
+	$(VENV)/bin/jupyter-execute --output '{notebook_name}_executed' notebooks/inference.ipynb notebooks/context_tokens.ipynb
 
 bench: venv
 	$(PY) benchmarks/model_speed.py

@@ -86,3 +86,25 @@ def test_notebook_runs_top_to_bottom(name, kernel_env):
     # the model cell says which model is used: the demo checkpoint or the explicit random fallback
     assert "demo model loaded from" in text or "RANDOM tiny model" in text
     assert not list(kernel_env.iterdir()), "the notebook wrote into its working directory"
+
+
+def test_make_notebooks_command_executes_a_notebook_headless(tmp_path):
+    """``make notebooks`` (the README's headless way) with the tools of ``.[dev]``: nbclient's
+    ``jupyter-execute`` writes an executed copy next to the notebook (here a one-cell notebook)."""
+    import shlex
+    import subprocess
+
+    recipe = (NOTEBOOKS.parent / "Makefile").read_text().split("\nnotebooks: venv\n\t", 1)[1].split("\n", 1)[0]
+    words = shlex.split(recipe)
+    assert words[0] == "$(VENV)/bin/jupyter-execute" and words[1] == "--output"
+    assert words[3:] == [f"notebooks/{n}" for n in ("inference.ipynb", "context_tokens.ipynb")]
+    assert all((NOTEBOOKS.parent / w).is_file() for w in words[3:])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    tool = Path(sys.executable).parent / "jupyter-execute"
+    subprocess.run([str(tool), *words[1:3], str(tmp_path / "tiny.ipynb")], check=True, timeout=120,
+                   capture_output=True)
+    done = nbformat.read(tmp_path / "tiny_executed.ipynb", as_version=4)
+    assert done.cells[0].outputs[0]["text"].strip() == "42"
+    assert not nbformat.read(tmp_path / "tiny.ipynb", as_version=4).cells[0].outputs  # the input stays clean

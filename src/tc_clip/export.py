@@ -11,7 +11,6 @@ training protocol and data (``config.yaml``) and the evaluation figures of that 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tc_clip._hashing import file_sha256
 from tc_clip.model.serialization import CheckpointError
 
 if TYPE_CHECKING:
@@ -32,14 +32,6 @@ _TRAINING_KEYS = ("protocol", "benchmark", "shot", "seed", "split", "num_frames"
                   "num_classes", "val_views", "test_views", "crops")
 _MODEL_KEYS = ("model_name", "pretrained", "release_checkpoint", "lr", "lr_min", "warmup_epochs", "lr_schedule",
                "weight_decay", "prompt_lr_mult", "label_smoothing", "mixup_alpha", "cutmix_alpha")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_kind(path: str | os.PathLike) -> str:
@@ -173,7 +165,7 @@ def export_model(
     model = _load(path, kind, None if clip_weights is None else str(clip_weights), model_name, kwargs)
     prov: dict[str, Any] = dict(getattr(model, "provenance", None) or {}) if kind == "folder" else {}
     if kind != "folder":
-        prov.update(source_kind=kind, source=path.name, source_sha256=_sha256(path))
+        prov.update(source_kind=kind, source=path.name, source_sha256=file_sha256(path))
     if kind == "lightning":
         prov["checkpoint"] = path.name
         prov.update(run_provenance(path, safe_load(path, mmap=True)))
@@ -182,7 +174,7 @@ def export_model(
     if wise_ratio is not None:
         model = _ensembled(model, clip_weights, wise_ratio, model_name)
         prov["wise_ft"] = {"ratio": float(wise_ratio), "clip_weights": Path(str(clip_weights)).name,
-                           "clip_weights_sha256": _sha256(Path(str(clip_weights)).expanduser())}
+                           "clip_weights_sha256": file_sha256(Path(str(clip_weights)).expanduser())}
         if prov.pop("evaluation", None) is not None:
             prov["evaluation_note"] = "the run's figures are of the weights before WiSE-FT; none shown"
     if class_names is not None:

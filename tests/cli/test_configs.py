@@ -208,6 +208,8 @@ def test_config_reproduces_spec_recipe(name):
                "base2novel": f"val/{bench}/base/top1",
                "few_shot": f"val/{bench}/{'val' if bench == 'ssv2' else 'split1'}/top1"}[protocol_of(name)]
     assert cfg["checkpoint"]["monitor"] == monitor
+    # eval_results.jsonl records the protocol, and the report tables the run under it
+    assert data.get("protocol", "fully_supervised") == protocol_of(name).replace("base2novel", "base_to_novel")
     if name.startswith("base2novel"):
         assert tr["check_val_every_n_epoch"] == 1  # base accuracy every epoch (SPEC 5b)
     if name.startswith(("few_shot", "base2novel")):
@@ -245,6 +247,8 @@ def test_config_instantiates_on_real_layout(name, layouts, tmp_path):
         assert len(sets) == 3 and len({s.group for s in sets}) == 1 and sets[0].group
         assert all(len(s.class_names) == 4 for s in sets)
     assert cli.trainer.max_epochs >= 1
+    if protocol_of(name) in ("zero_shot", "zero_shot_eval", "fully_supervised"):
+        assert dm.describe()["protocol"] == protocol_of(name).removesuffix("_eval")
 
 
 @pytest.mark.parametrize("name, sub, keys", [

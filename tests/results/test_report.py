@@ -153,6 +153,28 @@ def test_zero_shot_table(tmp_path):
 Splits per benchmark: 3; std is the population one (ddof=0)."""
 
 
+def test_zero_shot_training_set_is_a_column_of_the_zero_shot_table_not_in_the_mean(tmp_path):
+    """A K-400 run of the zero-shot protocol (its fit, and the test pass of its sweep) is tabled under
+    Zero-shot, as the set the model was trained on: never under Fully supervised, never in the mean."""
+    runs = zero_shot_runs(tmp_path)
+    meta = dict(protocol="zero_shot", benchmark="k400")
+    runs["zs_k400_fit"] = write_run(tmp_path / "zs_k400_fit", [
+        rec("val", [s("k400/val", 0.84, "k400")], epoch=9, **meta)], monitor="val/k400/val/top1")
+    runs["zs_k400_test"] = write_run(tmp_path / "zs_k400_test", [
+        rec("test", [s("k400/val", 0.85, "k400")], ckpt="k400/best.ckpt", **meta)], config=WISE)
+    (table,) = R.report_tables(load(runs))
+    assert R.table_markdown(table) == """\
+| model | k400 (trained on) | hmdb51 | ucf101 | mean | runs |
+| --- | ---: | ---: | ---: | ---: | --- |
+| k400/best.ckpt (WiSE-FT α=0.7) | 85.0 ± 0.0 | 52.0 ± 1.6 | 82.0 ± 1.6 | 67.0 | zs_hmdb, zs_ucf, zs_k400_test |
+| k400/best.ckpt | – | 40.0 ± 0.0 | – | – | zs_plain |
+| zs_k400_fit (no checkpoint) | 84.0 ± 0.0 | – | – | – | zs_k400_fit |
+
+Splits per benchmark: 1, 3; std is the population one (ddof=0).
+
+k400: the set the zero-shot protocol trains on (its fine-tuning accuracy, not a zero-shot result; not in the mean)."""
+
+
 def test_fully_supervised_table(tmp_path):
     run = write_run(tmp_path / "k400", [rec("test", [s("k400/val", 0.852, "k400", top5=0.969)],
                                             protocol="fully_supervised", benchmark="k400")])

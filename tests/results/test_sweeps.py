@@ -50,3 +50,22 @@ def test_report_command_combines_sweeps(tmp_path):
     assert [float(r["k400_val"]) for r in table] == pytest.approx([100 * p.finetune_top1 for p in points])
     assert "## Weight-space ensembling" in (out / "report.md").read_text()
     assert report_main([str(tmp_path / "k400.csv"), "--finetune-set", "nope", "-o", str(out)]) == 2
+
+
+def test_suite_sweep_has_no_fine_tuning_set_and_draws_no_plot(tmp_path, capsys):
+    """The suite's sets are all zero-shot targets: HMDB-51 (the first) is not plotted as 'fine-tuned'."""
+    rows = [row(a, f"{b}/split{i}", 0.5 - 0.1 * a, 0.9, 5, b)
+            for a in (0.0, 1.0) for b in ("hmdb51", "ucf101", "k600") for i in (1, 2)]
+    R.write_sweep_csv(tmp_path / "suite.csv", rows)
+    assert R.default_targets(rows)[0] is None and R.tradeoff_points(rows) == []
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "suite.csv"), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert not (out / "wise_tradeoff.png").exists()
+    assert "no trade-off plot" in text.lower() and "--finetune-set" in text and "hmdb51, ucf101, k600" in text
+    # with the K-400 run's sweep, K-400 is the fine-tuning set wherever its CSV comes in the list
+    k400 = [row(a, "k400/val", 0.6 + 0.2 * a, 0.9, 10, "k400") for a in (0.0, 1.0)]
+    assert R.default_targets(rows + k400) == ("k400", ["hmdb51", "ucf101", "k600"])
+    R.write_sweep_csv(tmp_path / "k400.csv", k400)
+    assert report_main([str(tmp_path / "suite.csv"), str(tmp_path / "k400.csv"), "-o", str(out)]) == 0
+    check_png(out / "wise_tradeoff.png")

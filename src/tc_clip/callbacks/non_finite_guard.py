@@ -10,8 +10,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
+from tc_clip.errors import UserError
 
-class NonFiniteError(RuntimeError):
+
+class NonFiniteError(UserError, RuntimeError):
     """The training loss or the weights contain NaN or inf."""
 
 

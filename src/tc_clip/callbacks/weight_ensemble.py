@@ -19,15 +19,17 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from tc_clip.errors import ConfigError
 from tc_clip.model import wise
 
 
 def stage_list(stages: str | Sequence[str], allowed: tuple[str, ...], owner: str) -> tuple[str, ...]:
-    """``stages`` as a tuple, or a ``ValueError`` naming ``owner`` unless it is a non-empty subset of ``allowed``."""
+    """``stages`` as a tuple, or a ``ConfigError`` (a ``ValueError``) naming ``owner`` unless it is a non-empty
+    subset of ``allowed``."""
     stages = (stages,) if isinstance(stages, str) else tuple(stages)
     bad = [s for s in stages if s not in allowed]
     if bad or not stages:
-        raise ValueError(f"{owner}: stages must be a non-empty subset of {allowed}, got {list(stages)}")
+        raise ConfigError(f"{owner}: stages must be a non-empty subset of {allowed}, got {list(stages)}")
     return stages
 
 
@@ -37,14 +39,14 @@ def clip_state_for(pl_module: L.LightningModule, clip_weights: Any, owner: str) 
     hparams = getattr(pl_module, "hparams", {}) or {}
     source = clip_weights if clip_weights is not None else hparams.get("pretrained")
     if source is None:
-        raise ValueError(
+        raise ConfigError(
             f"{owner}: no CLIP weights to ensemble with. Set clip_weights to the CLIP file the model was "
             "fine-tuned from (e.g. /weights/ViT-B-16.pt), or build the module with model.pretrained."
         )
     try:
         return wise.load_clip_state(source, model=model, model_name=hparams.get("model_name"))
     except ValueError as err:
-        raise ValueError(f"{owner}: CLIP weights {source!r}: {err}") from err
+        raise ConfigError(f"{owner}: CLIP weights {source!r}: {err}") from err
 
 
 class WeightSpaceEnsemble(Callback):

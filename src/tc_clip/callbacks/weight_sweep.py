@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from tc_clip.callbacks.weight_ensemble import WeightSpaceEnsemble, clip_state_for, stage_list
 from tc_clip.data import EvalSetInfo
+from tc_clip.errors import ConfigError, MissingFileError
 from tc_clip.lightning.evaluation import sweep
 from tc_clip.model import wise
 from tc_clip.results.plots import plot_tradeoff
@@ -25,6 +26,7 @@ from tc_clip.results.sweeps import (
     check_targets,
     default_targets,
     known_names,
+    no_finetune_set,
     read_points_csv,
     tradeoff_points,
     write_sweep_csv,
@@ -49,7 +51,8 @@ class WeightSpaceSweep(Callback):
         alphas: the ratios, each in [0, 1] (default 0, 0.1, ..., 1).
         clip_weights: CLIP's weights (file or hub tag); ``None`` uses the module's ``pretrained``.
         output_dir: where ``wise_sweep_<stage>.{csv,json,png}`` go; ``None`` → ``<log dir>/wise_sweep``.
-        finetune_set: evaluation set or group of the y axis (e.g. ``"k400_val"``); ``None`` → the first.
+        finetune_set: evaluation set or group of the y axis (e.g. ``"k400/val"``); ``None`` → the first
+            that is not a zero-shot benchmark (HMDB-51, UCF-101, K-600): none in the suite, so no plot.
         zero_shot_sets: sets or groups averaged for the x axis (a group counts once, as the mean of its
             splits: ``["hmdb51", "ucf101", "k600"]``), or ``{label: [set, ...]}``; ``None`` → all others.
         baseline_csv: a second run drawn on the same axes, e.g. a ViFi-CLIP sweep: a CSV written by this
@@ -85,7 +88,7 @@ class WeightSpaceSweep(Callback):
         if zero_shot_sets is not None and not isinstance(zero_shot_sets, Mapping):
             zero_shot_sets = list(zero_shot_sets)
             if not zero_shot_sets:
-                raise ValueError("WeightSpaceSweep: zero_shot_sets is empty (use None for 'every other set')")
+                raise ConfigError("WeightSpaceSweep: zero_shot_sets is empty (use None for 'every other set')")
         self.zero_shot_sets = zero_shot_sets
         self.baseline_csv = baseline_csv
         self.baseline_label = baseline_label
@@ -103,7 +106,7 @@ class WeightSpaceSweep(Callback):
             return
         for cb in trainer.callbacks:
             if isinstance(cb, WeightSpaceEnsemble) and stage in cb.stages:
-                raise ValueError(
+                raise ConfigError(
                     f"WeightSpaceSweep and WeightSpaceEnsemble are both configured for {stage!r}: the sweep "
                     "sets every ratio itself; remove the WeightSpaceEnsemble callback from this run"
                 )
@@ -114,7 +117,7 @@ class WeightSpaceSweep(Callback):
             self._check_targets(dm.eval_sets(stage))
         if self.baseline_csv is not None and self._baseline is None:
             if not Path(self.baseline_csv).expanduser().is_file():
-                raise FileNotFoundError(f"WeightSpaceSweep: baseline_csv {self.baseline_csv} not found")
+                raise MissingFileError(f"WeightSpaceSweep: baseline_csv {self.baseline_csv} not found")
             self._baseline = read_points_csv(Path(self.baseline_csv).expanduser(), self.finetune_set,
                                                self.zero_shot_sets)
 
@@ -122,7 +125,7 @@ class WeightSpaceSweep(Callback):
         try:
             check_targets(self.finetune_set, self.zero_shot_sets, known_names(eval_sets))
         except ValueError as err:
-            raise ValueError(f"WeightSpaceSweep: {err}") from err
+            raise ConfigError(f"WeightSpaceSweep: {err}") from err
 
     def _eval_sets(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str, n: int) -> list:
         dm = getattr(trainer, "datamodule", None)
@@ -188,10 +191,10 @@ class WeightSpaceSweep(Callback):
             files["png"] = plot_tradeoff(points, base.with_suffix(".png"), label=self.label,
                                            baselines=baselines, finetune_label=str(ft))
         else:
-            rank_zero_warn(
-                "WeightSpaceSweep: no trade-off plot (this run lacks a fine-tuning set or a zero-shot set); "
-                f"combine the CSVs of several runs with: tc-clip report {files['csv']} ..."
-            )
+            why = (None if self.finetune_set else no_finetune_set(rows)) or (
+                "no trade-off plot (this run lacks a fine-tuning set or a zero-shot set)")
+            rank_zero_warn(f"WeightSpaceSweep: {why}; combine the CSVs of several runs with: "
+                           f"tc-clip report {files['csv']} ...")
         self.files[stage] = files
         rank_zero_info(f"WeightSpaceSweep: wrote {', '.join(files.values())}")
 

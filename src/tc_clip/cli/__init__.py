@@ -29,13 +29,25 @@ from collections.abc import Sequence
 from tc_clip.cli import report
 from tc_clip.cli.app import DEFAULT_ROOT_DIR, TCCLIPCLI, build_cli, configure_fit, run
 from tc_clip.cli.data_commands import DATA_COMMANDS, run_data_command
+from tc_clip.cli.errors import report_user_errors, wants_traceback
 
 __all__ = ["DEFAULT_ROOT_DIR", "TCCLIPCLI", "build_cli", "configure_fit", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tc-clip`` console script; returns the exit status."""
+    """Entry point of the ``tc-clip`` console script; returns the exit status. An error the user caused ends
+    in one ``tc-clip: error:`` line and status 1 (:mod:`~tc_clip.cli.errors`); ``--traceback`` (anywhere on the
+    command line) or ``TC_CLIP_TRACEBACK=1`` shows the stack instead."""
     words = list(sys.argv[1:] if argv is None else argv)
+    traceback = wants_traceback(words)
+    if argv is None:
+        sys.argv[1:] = words  # LightningCLI reads sys.argv itself (and does not warn about duplicated args)
+    else:
+        argv = words
+    return report_user_errors(lambda: _dispatch(words, argv), traceback)
+
+
+def _dispatch(words: list[str], argv: Sequence[str] | None) -> int:
     if words and words[0] in DATA_COMMANDS:
         return run_data_command(words[0], words[1:])
     if words and words[0] == "report":
@@ -48,4 +60,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(f"tc_clip.cli.{words[0]}").main(words[1:])
-    return run(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
+    return run(argv)

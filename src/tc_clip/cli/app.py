@@ -51,12 +51,11 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from tc_clip.callbacks import (
     FitSummary,
     LastCheckpoint,
-    NonFiniteError,
     NonFiniteGuard,
     NovelAtBestBase,
     PredictionWriter,
@@ -65,7 +64,7 @@ from tc_clip.callbacks import (
 )
 from tc_clip.callbacks.run_fingerprint import RUN_FILE, RunFingerprint
 from tc_clip.cli.fingerprint import config_keys
-from tc_clip.cli.options import accumulation_for, auto_precision, checkpoint_model_options
+from tc_clip.cli.options import accumulation_for, all_batches_limits, auto_precision, checkpoint_model_options
 from tc_clip.cli.runs import (
     ContinuingCSVLogger,
     local_path,
@@ -76,7 +75,7 @@ from tc_clip.cli.runs import (
     reusable_version,
     validate_checkpoint,
 )
-from tc_clip.data.errors import DataError
+from tc_clip.errors import ConfigError, UserError
 from tc_clip.lightning.checkpoint_io import AtomicCheckpointIO
 from tc_clip.lightning.module import TCCLIPModule
 from tc_clip.model import CheckpointError
@@ -98,7 +97,8 @@ _EPILOG = (
     "'tc-clip pack --config CONFIG --output_dir DIR' writes shards; 'tc-clip prepare --config CONFIG --output_dir "
     "DIR' re-encodes the videos for training; 'tc-clip report RUNS...' prints the paper's tables; "
     "'tc-clip export --model CKPT --output_dir DIR' writes a shareable model folder; 'tc-clip serve --model DIR' "
-    "serves it over HTTP."
+    "serves it over HTTP. "
+    "An error you can fix ends in one 'tc-clip: error:' line; --traceback (or TC_CLIP_TRACEBACK=1) shows the stack."
 )
 
 
@@ -208,6 +208,15 @@ class TCCLIPCLI(LightningCLI):
         if updates:
             rank_zero_info(f"from the checkpoint {path}: " + ", ".join(f"model.{k}={v!r}" for k, v in updates.items()))
 
+    def instantiate_classes(self) -> None:
+        """A constructor's ``ValueError``/``OSError`` is about the options it was given: a user error."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, OSError) as err:
+            if isinstance(err, UserError):
+                raise
+            raise ConfigError(str(err)) from err
+
     def before_instantiate_classes(self) -> None:
         # cheap checks of values the data module would only reject after the model is built
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -221,6 +230,13 @@ class TCCLIPCLI(LightningCLI):
         trainer = cfg.get("trainer")
         if trainer is not None and trainer.get("precision") is None:
             trainer.precision = auto_precision(trainer.get("accelerator"))
+        for warning in all_batches_limits(trainer or {}):
+            _loud_warning(warning)
+        threads = cfg.get("num_threads")
+        if threads is not None:
+            if threads < 1:
+                self._parser(self.subcommand).error(f"num_threads must be >= 1 (or null), got {threads}")
+            torch.set_num_threads(threads)
 
     def after_instantiate_classes(self) -> None:
         if self.subcommand == "fit" or (self.subcommand is None and self.trainer is not None):
@@ -290,6 +306,12 @@ class TCCLIPCLI(LightningCLI):
         return int(folder.name.removeprefix("version_"))
 
 
+@rank_zero_only
+def _loud_warning(message: str) -> None:
+    """A warning that must not drown in the log (nor be silenced by warning filters)."""
+    print(f"tc-clip: WARNING: {message}", file=sys.stderr, flush=True)
+
+
 def _quiet_expected_warnings(subcommand: str | None, resumed: bool) -> None:
     """Lightning warnings that say nothing a user of this CLI can act on: evaluating a checkpoint
     without its training callbacks (they are training-only), and a resumed fit writing into its own
@@ -333,6 +355,12 @@ def add_run_arguments(parser: LightningArgumentParser) -> None:
         "--global_batch_size", type=int | None, default=None,
         help="fit: the global batch (data.batch_size x processes x accumulation); the gradient accumulation "
         "is computed from the number of processes. null: trainer.accumulate_grad_batches as given.",
+    )
+    parser.add_argument(
+        "--num_threads", type=int | None, default=None,
+        help="torch's intra-op threads in the main process (torch.set_num_threads). null: torch's default (one "
+        "per core). 1 suits tiny models on small or busy machines, where threads waiting for each other cost "
+        "more than they share (the demo sets it).",
     )
     parser.link_arguments("data.init_args.num_frames", "model.config.num_frames", apply_on="parse")
     parser.link_arguments("data.init_args.input_size", "model.input_size", apply_on="parse")
@@ -402,14 +430,8 @@ def init_weights(model: L.LightningModule, path: str) -> None:
     rank_zero_info(f"--init_from: weights from {path} (a new run: optimiser, schedule and epoch start afresh)")
 
 
-_USER_ERRORS = (NonFiniteError, CheckpointError, DataError)
-
-
 def run(argv: Sequence[str] | None = None) -> int:
-    """``tc-clip fit|validate|test|predict ...``; returns the exit status."""
-    try:
-        build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
-    except _USER_ERRORS as err:  # already say what went wrong and where: no traceback on the console
-        print(f"tc-clip: error: {err}", file=sys.stderr)
-        return 1
+    """``tc-clip fit|validate|test|predict ...``; returns the exit status (user errors: see
+    :mod:`tc_clip.cli.errors`)."""
+    build_cli(argv)  # None: LightningCLI reads sys.argv itself (and does not warn about duplicated args)
     return 0

@@ -34,6 +34,24 @@ def auto_precision(accelerator: Any) -> str | None:
     return "32-true"
 
 
+LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def all_batches_limits(trainer: Mapping[str, Any]) -> list[str]:
+    """Warnings for ``--trainer.limit_*_batches 1`` (or ``1.0``): the command line reads both as the float 1.0,
+    which Lightning takes as 100 % - every batch, not one. ``None`` (not given) is not warned about."""
+    out = []
+    for name in LIMITS:
+        value = trainer.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value) == 1.0:
+            out.append(
+                f"--trainer.{name} {value} means EVERY batch (1 and 1.0 are read as 100 %), not one batch. For a "
+                f"smoke test use --trainer.fast_dev_run true (one batch of each stage), or an integer above 1 "
+                f"(--trainer.{name} 2) to count batches"
+            )
+    return out
+
+
 def accumulation_for(global_batch: int, per_device: int, world_size: int, given: int | None = None) -> int:
     """Gradient accumulation that makes ``per_device × world_size × accumulation == global_batch``.
 

@@ -411,6 +411,7 @@ class VideoDataModule(L.LightningDataModule):
     # --- Lightning --------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
+        stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn: "test", not "TrainerFn.TESTING"
         stages = list(_splits.STAGES) if stage is None else [stage]
         if "fit" in stages:
             stages.append("validate")

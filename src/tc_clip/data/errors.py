@@ -6,10 +6,12 @@ them as such); the ``tc-clip`` command prints them as one ``tc-clip: error:`` li
 
 from __future__ import annotations
 
+from tc_clip.errors import UserError
+
 __all__ = ["DataError", "SplitFilesNotFoundError", "VideoLayoutError"]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem of the data or the data options, said with the file or option at fault."""
 
 

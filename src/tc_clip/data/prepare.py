@@ -34,7 +34,6 @@ source resized by the same scaler, so the PSNR measures the encoding, not the tw
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -47,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tc_clip._hashing import file_sha256
 from tc_clip.data.reencode import (
     ENCODERS,
     PrepareSettings,
@@ -55,6 +55,7 @@ from tc_clip.data.reencode import (
     measure_psnr,
     tool_versions,
 )
+from tc_clip.errors import UserError
 
 __all__ = ["ENCODERS", "MANIFEST", "ListFile", "PrepareError", "PrepareReport", "PrepareSettings",
            "check_folders", "container_format", "datamodule_sources", "folder_sources", "prepare_datamodule",
@@ -66,7 +67,7 @@ LOCK = ".prepare.lock"
 TMP_SUFFIX = ".tc-clip-tmp"
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """A refused ``prepare`` (bad folders, a busy output, bad settings): the message says which."""
 
 
@@ -158,14 +159,6 @@ def check_folders(sources: Iterable[str], source_root: str | os.PathLike, output
                            "outside the sources")
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fsync(path: str | os.PathLike, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
@@ -182,7 +175,7 @@ def _process(job: _Job, settings: PrepareSettings, threads: int) -> dict[str, An
     tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
     try:
         st = os.stat(job.source)
-        entry.update(source_bytes=st.st_size, source_mtime_ns=st.st_mtime_ns, source_sha256=_sha256(job.source))
+        entry.update(source_bytes=st.st_size, source_mtime_ns=st.st_mtime_ns, source_sha256=file_sha256(job.source))
         final.parent.mkdir(parents=True, exist_ok=True)
         info = encode(job.source, str(tmp), container_format(final), settings, threads)
         _fsync(tmp)

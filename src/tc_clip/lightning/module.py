@@ -15,12 +15,17 @@ from torch import Tensor, nn
 from tc_clip.data import EvalSetInfo
 from tc_clip.data.dataset import DECODERS
 from tc_clip.data.sampler import step_rng
+from tc_clip.errors import UserError
 from tc_clip.lightning.metrics import EvalSetAccuracy, video_scores
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
 from tc_clip.lightning.schedule import SCHEDULE_SHAPES, ScheduleShape, warmup_cosine_scheduler
 from tc_clip.model.config import TCCLIPConfig
 from tc_clip.results.records import STAGE_PREFIX, EvalSetResult, append_eval_record, eval_record
 from tc_clip.results.summary import format_table, summarize
+
+
+class TooFewBatchesError(UserError, RuntimeError):
+    """An epoch too short for one complete global batch (a training limit, or a small training set)."""
 
 
 class TCCLIPModule(L.LightningModule):
@@ -458,15 +463,27 @@ class TCCLIPModule(L.LightningModule):
             return
         complete = batches - batches % accumulate
         if complete == 0:
-            raise RuntimeError(
-                f"the training set gives {batches} batches per device, fewer than accumulate_grad_batches="
-                f"{accumulate}: not one complete global batch per epoch (use a smaller global batch)"
-            )
+            raise TooFewBatchesError(self._too_few_batches(batches, accumulate))
         loop.max_batches = complete
         rank_zero_info(
             f"{batches} batches per device and epoch, {accumulate} per optimiser step: the last "
             f"{batches - complete} are left out (complete global batches only)"
         )
+
+    def _too_few_batches(self, batches: int, accumulate: int) -> str:
+        """Why an epoch holds no complete global batch, and which option to change."""
+        trainer = self.trainer
+        per_device = getattr(self._datamodule(), "batch_size", None)
+        batch = (f" (global batch {per_device} per device x {trainer.world_size} device(s) x {accumulate} = "
+                 f"{per_device * trainer.world_size * accumulate})" if per_device else "")
+        lower = "lower --global_batch_size (or data.batch_size / trainer.accumulate_grad_batches)"
+        limit = trainer.limit_train_batches
+        if limit is not None and not (isinstance(limit, float) and limit == 1.0):
+            return (f"--trainer.limit_train_batches {limit} leaves {batches} training batch(es) per device, "
+                    f"fewer than the {accumulate} that one optimiser step accumulates{batch}: raise the limit to "
+                    f"at least {accumulate}, or {lower} for a short run")
+        return (f"the training set gives {batches} batches per device, fewer than the {accumulate} that one "
+                f"optimiser step accumulates{batch}: {lower}")
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch (complete global batches), per process."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tc_clip.errors import UserError
+
 __all__ = ["ClipConfigError", "check_clip_cfg", "check_model_name"]
 
 
-class ClipConfigError(ValueError):
+class ClipConfigError(UserError, ValueError):
     """An architecture a file may not ask for; ``key`` is the dotted key at fault (``vision_cfg.width``;
     empty for the config itself)."""
 

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from tc_clip.errors import UserError
 from tc_clip.model.clip_schema import check_clip_cfg
 from tc_clip.model.serialization import CheckpointError, is_torchscript_archive, safe_load, torchscript_state_dict
 
@@ -24,7 +25,7 @@ TINY_CLIP_CFG: dict[str, Any] = {
 }
 
 
-class CLIPWeightsError(RuntimeError):
+class CLIPWeightsError(UserError, RuntimeError):
     """CLIP weights could not be found, fetched or matched to the architecture."""
 
 

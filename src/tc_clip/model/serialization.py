@@ -28,13 +28,15 @@ from typing import Any
 
 import torch
 
+from tc_clip.errors import UserError
+
 __all__ = [
     "CheckpointError", "NestingError", "Record", "RestrictedUnpickler", "safe_load", "to_plain",
     "torchscript_state_dict",
 ]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file could not be loaded: missing, corrupt, truncated, or holding something unsafe to rebuild."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

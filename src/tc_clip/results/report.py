@@ -13,6 +13,7 @@ from tc_clip.results.sweeps import (
     ZeroShotSpec,
     check_targets,
     default_targets,
+    no_finetune_set,
     read_points_csv,
     read_sweep_csv,
     tradeoff_points,
@@ -21,6 +22,7 @@ from tc_clip.results.sweeps import (
 )
 from tc_clip.results.tables import Table, report_tables, table_markdown, wise_table, write_table_csv
 
+WISE_TITLE = "Weight-space ensembling (WiSE-FT) top-1 (%)"
 INTRO = ("Accuracies in %. A run reports its last test record, else the validation record of the epoch its "
          "checkpoint selection kept (best `checkpoint.monitor`); the `record` column says which.")
 
@@ -31,7 +33,8 @@ def wise_section(
 ) -> tuple[Table | None, list[str]]:
     """The sweep CSVs combined: ``wise_sweep.{csv,json}`` in ``out`` and, when the sweeps hold a trade-off
     point, the plot (``baselines``: ``"LABEL=CSV"`` drawn on the same axes) and its table. Returns
-    ``(table or None, names of the files written)``."""
+    ``(table or None, names of the files written)``; without a fine-tuning set the table has no rows and
+    its note says why no plot is drawn."""
     rows = [r for path in sweeps for r in read_sweep_csv(path)]
     if len({(r.alpha, r.name) for r in rows}) != len(rows):
         raise ReportError(f"the sweep CSV files hold the same (alpha, eval_set) twice: {[str(p) for p in sweeps]}")
@@ -43,7 +46,10 @@ def wise_section(
     files = ["wise_sweep.csv", "wise_sweep.json"]
     ft = str(finetune_set or default_targets(rows)[0])
     if not points:
-        return None, files
+        why = None if finetune_set else no_finetune_set(rows)
+        if why is None:
+            return None, files
+        return Table("wise_tradeoff", WISE_TITLE, [], notes=[why[0].upper() + why[1:] + "."]), files
     others = {}
     for spec in baselines:
         name, _, path = spec.rpartition("=")
@@ -72,6 +78,9 @@ def write_report(
         tables.append(wise)
     parts = ["# Results", "", INTRO]
     for table in tables:
+        if not table.columns:  # nothing to table, only why (the WiSE-FT plot without a fine-tuning set)
+            parts += ["", f"## {table.title}", "", *table.notes]
+            continue
         files.append(write_table_csv(table, out / f"{table.key}.csv").name)
         parts += ["", f"## {table.title}", "", table_markdown(table)]
         if table.key == "few_shot" and any(c.startswith("K=") for c in table.columns):

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tc_clip.errors import UserError
 from tc_clip.results.records import EVAL_RESULTS_FILE, EvalSetResult, read_eval_records
 
 CONFIG_FILE = "config.yaml"
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A run folder that cannot be reported; the message names the folder, file or key at fault."""
 
 

@@ -18,6 +18,8 @@ from tc_clip.results.records import EvalSetResult
 from tc_clip.results.summary import summarize
 
 ZeroShotSpec = Sequence[str] | Mapping[str, Sequence[str]] | None
+#: The zero-shot protocol's evaluation benchmarks: never taken as the fine-tuning set (y axis) by default.
+ZERO_SHOT_TARGETS = ("hmdb51", "ucf101", "k600")
 
 
 @dataclass
@@ -46,19 +48,42 @@ def _value_of(name: str, rows: Sequence[EvalSetResult]) -> float | None:
     return sum(group) / len(group) if group else None
 
 
-def default_targets(
-    rows: Sequence[EvalSetResult], finetune_set: str | None = None
-) -> tuple[str | None, list[str]]:
-    """``(finetune_set, zero_shot_sets)`` when not given: the first set (or its group) is the
-    fine-tuning set, every other group / ungrouped set a zero-shot target."""
+def _units(rows: Sequence[EvalSetResult]) -> list[str]:
+    """The groups and ungrouped sets of ``rows``, in order."""
     units: list[str] = []
     for r in rows:
         unit = r.group if r.group is not None and r.role is None else r.name
         if unit not in units:
             units.append(unit)
+    return units
+
+
+def is_zero_shot_target(unit: str) -> bool:
+    """A group or set of the zero-shot protocol's evaluation benchmarks (``hmdb51``, ``ucf101/split1``)."""
+    return unit in ZERO_SHOT_TARGETS or unit.split("/")[0] in ZERO_SHOT_TARGETS
+
+
+def default_targets(
+    rows: Sequence[EvalSetResult], finetune_set: str | None = None
+) -> tuple[str | None, list[str]]:
+    """``(finetune_set, zero_shot_sets)`` when not given: the first set (or its group) that is not one of
+    the zero-shot benchmarks (:data:`ZERO_SHOT_TARGETS`) is the fine-tuning set, every other group /
+    ungrouped set a zero-shot target. Sets that are all zero-shot benchmarks (the suite) have no
+    fine-tuning set: ``None``, and no trade-off point (:func:`no_finetune_set`)."""
+    units = _units(rows)
     if finetune_set is None:
-        finetune_set = units[0] if units else None
+        finetune_set = next((u for u in units if not is_zero_shot_target(u)), None)
     return finetune_set, [u for u in units if u != finetune_set]
+
+
+def no_finetune_set(rows: Sequence[EvalSetResult]) -> str | None:
+    """Why no trade-off plot is drawn when no ``finetune_set`` is given, or ``None`` if one is found."""
+    units = _units(rows)
+    if not units or default_targets(rows)[0] is not None:
+        return None
+    return (f"no trade-off plot: the swept sets ({', '.join(units)}) are all zero-shot targets, none is the set "
+            "the model was fine-tuned on (y axis). Name it: add the K-400 run's sweep CSV and "
+            "--finetune-set k400/val (tc-clip report), or finetune_set (WeightSpaceSweep)")
 
 
 def _zero_shot_units(spec: ZeroShotSpec) -> dict[str, list[str]]:
@@ -92,7 +117,7 @@ def check_targets(finetune_set: str | None, zero_shot_sets: ZeroShotSpec, availa
 def tradeoff_points(
     rows: Sequence[EvalSetResult], finetune_set: str | None = None, zero_shot_sets: ZeroShotSpec = None
 ) -> list[TradeoffPoint]:
-    """One point per ratio. ``finetune_set``: a set or group name (default: the first set).
+    """One point per ratio. ``finetune_set``: a set or group name (default: :func:`default_targets`).
     ``zero_shot_sets``: set or group names (a group counts once, as the mean of its splits), or a mapping
     ``{label: [set names]}``; default: every other group / ungrouped set. The zero-shot value is the
     mean over the entries. Ratios lacking a value are left out; no point at all if a side is empty."""
