@@ -111,3 +111,11 @@ def test_weights_or_switches_given_beside_the_folder_are_refused_by_name(folders
     # a switch set to neither its default nor the folder's value contradicts the folder (demo.yaml's match it)
     with pytest.raises(ValueError, match=r"model\.config\.merge_step: 10 contradicts the folder's 40"):
         TCCLIPModule(model_folder=str(folders["a"]), config=TCCLIPConfig(merge_step=10, num_context_tokens=16))
+
+
+def test_the_cli_refuses_weights_beside_a_folder_in_one_line(folders, tmp_path, capsys):
+    code = main(["test", *demo_args(folders["cache"], tmp_path), "--model.model_folder", str(folders["a"]),
+                 "--model.pretrained", "clip.pt"])
+    err = capsys.readouterr()
+    assert code == 1 and f"tc-clip: error: model_folder '{folders['a']}' holds the weights: drop model.pretrained" in (
+        err.out + err.err)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -16,6 +16,7 @@ from tc_clip.data import EvalSetInfo
 from tc_clip.data.dataset import DECODERS
 from tc_clip.data.sampler import step_rng
 from tc_clip.errors import UserError
+from tc_clip.lightning.folder import folder_model
 from tc_clip.lightning.metrics import EvalSetAccuracy, video_scores
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
 from tc_clip.lightning.schedule import SCHEDULE_SHAPES, ScheduleShape, warmup_cosine_scheduler
@@ -110,7 +111,7 @@ class TCCLIPModule(L.LightningModule):
         if lr_schedule not in SCHEDULE_SHAPES:
             raise ValueError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(SCHEDULE_SHAPES)}")
         if model_folder:
-            self.model = self._folder_model(model_folder, pretrained, release_checkpoint, config, class_names)
+            self.model = folder_model(model_folder, pretrained, release_checkpoint, config, class_names)
             config = self.model.config
             self.hparams["config"] = asdict(config)  # the saved hyper-parameters describe the model built
         else:
@@ -148,36 +149,6 @@ class TCCLIPModule(L.LightningModule):
             )
         return TCCLIP.from_clip(model_name, pretrained=pretrained, class_names=names, config=config)
 
-    @staticmethod
-    def _folder_model(folder, pretrained, release_checkpoint, config, class_names) -> nn.Module:
-        """The model of a folder or Hub repo id, run at ``config.num_frames`` (the data's frame count)."""
-        from tc_clip.model import TCCLIP
-
-        given = [name for name, value in (("pretrained", pretrained), ("release_checkpoint", release_checkpoint))
-                 if value]
-        if given:
-            raise ValueError(f"model_folder {folder!r} holds the weights: drop model.{' and model.'.join(given)}")
-        model = TCCLIP.from_pretrained(folder)
-        theirs, default = model.config, TCCLIPConfig()
-        contradictions = [
-            f"model.config.{f.name}: {getattr(config, f.name)!r} contradicts the folder's {getattr(theirs, f.name)!r}"
-            for f in fields(TCCLIPConfig) if f.name not in ("num_frames", "grad_checkpointing")
-            and getattr(config, f.name) not in (getattr(theirs, f.name), getattr(default, f.name))
-        ]
-        if contradictions:
-            raise ValueError(f"model_folder {folder!r} sets the switches; drop (or match) "
-                             + "; ".join(contradictions))
-        frames = theirs.num_frames
-        if config.num_frames != frames and model.visual.joint_positional:
-            raise ValueError(
-                f"model_folder {folder!r} has a joint positional table of {frames} frames; data.num_frames "
-                f"is {config.num_frames}: set --data.num_frames {frames}"
-            )
-        model.config = replace(theirs, num_frames=config.num_frames, grad_checkpointing=config.grad_checkpointing)
-        model.visual.grad_checkpointing = config.grad_checkpointing
-        if class_names:
-            model.set_class_names(list(class_names))
-        return model
 
     def forward(self, video: Tensor) -> Tensor:
         """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary (compiled with
