@@ -4,7 +4,8 @@ the folder it continues.
 The fingerprint is the resolved config, flattened to dotted keys, less what may change on resume (paths of
 folders, devices, logging, the trainer's limits, the checkpoint options, loader workers), with every option
 that names an existing file replaced by a hash of the file's content (list, label and name files move
-freely, but an edited list is another run); ``fit`` adds the global batch when the trainer is built. Each
+freely, but an edited list is another run) and a model folder (``config.json`` + ``model.safetensors``, e.g.
+``model.model_folder``) by a hash of those two files; ``fit`` adds the global batch when the trainer is built. Each
 value is a JSON string, so checkpoints store the keys as plain data and a refusal can name the keys that
 differ.
 """
@@ -34,6 +35,9 @@ TRAINER_KEYS = ("trainer.gradient_clip_val", "trainer.gradient_clip_algorithm")
 #: Free when training, but a prediction's output depends on them.
 PREDICT_ONLY = ("model.predict_top_k", "model.views_per_forward")
 
+#: The files that identify a model folder (``tc_clip.model.pretrained``'s config and weights).
+MODEL_FOLDER_FILES = ("config.json", "model.safetensors")
+
 #: Files above this size are identified by size and their first and last MiB (CLIP weights, not lists).
 FILE_HASH_LIMIT = 64 << 20
 
@@ -58,11 +62,15 @@ _DROP = object()
 
 
 def _value(value: Any) -> Any:
-    """A path to a file becomes its content hash, a path to a folder is dropped (it may move)."""
+    """A path to a file becomes its content hash, a model folder the hash of its config and weights, another
+    folder is dropped (it may move)."""
     if isinstance(value, str) and value and len(value) < 4096:
         path = os.path.expanduser(value)
         if os.path.isfile(path):
             return file_digest(path)
+        model_files = [os.path.join(path, name) for name in MODEL_FOLDER_FILES]
+        if all(os.path.isfile(f) for f in model_files):
+            return [file_digest(f) for f in model_files]
         if os.path.isdir(path):
             return _DROP
     if isinstance(value, (list, tuple)):

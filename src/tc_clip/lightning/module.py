@@ -16,6 +16,7 @@ from tc_clip.data import EvalSetInfo
 from tc_clip.data.dataset import DECODERS
 from tc_clip.data.sampler import step_rng
 from tc_clip.errors import UserError
+from tc_clip.lightning.folder import folder_model
 from tc_clip.lightning.metrics import EvalSetAccuracy, video_scores
 from tc_clip.lightning.mixing import VideoMixup, soft_target_cross_entropy
 from tc_clip.lightning.schedule import SCHEDULE_SHAPES, ScheduleShape, warmup_cosine_scheduler
@@ -42,6 +43,12 @@ class TCCLIPModule(L.LightningModule):
             videos without a labels file); a checkpoint's training vocabulary is used otherwise.
         input_size: frame size the data delivers (``tc-clip`` links it to ``data.input_size``); a size the
             architecture cannot take is an error when the module is built, not at the first batch.
+        model_folder: a model folder written by ``tc-clip export`` / ``TCCLIP.save_pretrained``, or a Hub repo
+            id: the model (architecture, switches, vocabulary, weights) comes from it, so ``model_name`` is
+            ignored, ``pretrained`` / ``release_checkpoint`` are refused, and so is a ``config`` switch set to
+            neither its default nor the folder's value. ``config.num_frames`` (linked to ``data.num_frames``)
+            is the data's: TC-CLIP runs on any frame count, except with a joint positional table, where a
+            count other than the folder's is refused; ``config.grad_checkpointing`` is taken as given.
     Optimisation (AdamW, per-step linear warm-up from 0 and cosine, :mod:`tc_clip.lightning.schedule`)
         lr, lr_min: peak learning rate of the base group and the floor of the cosine (absolute).
         warmup_epochs: warm-up length in epochs (may be fractional); converted to optimiser steps.
@@ -87,6 +94,7 @@ class TCCLIPModule(L.LightningModule):
         predict_top_k: int = 5,
         views_per_forward: int | None = None,
         compile: bool = False,
+        model_folder: str | None = None,
     ) -> None:
         super().__init__()
         if isinstance(config, dict):  # load_from_checkpoint of a run started outside the CLI
@@ -102,8 +110,13 @@ class TCCLIPModule(L.LightningModule):
             raise ValueError("predict_top_k must be >= 1")
         if lr_schedule not in SCHEDULE_SHAPES:
             raise ValueError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(SCHEDULE_SHAPES)}")
+        if model_folder:
+            self.model = folder_model(model_folder, pretrained, release_checkpoint, config, class_names)
+            config = self.model.config
+            self.hparams["config"] = asdict(config)  # the saved hyper-parameters describe the model built
+        else:
+            self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
         self.config = config
-        self.model = self._build_model(model_name, pretrained, release_checkpoint, config, class_names)
         size = getattr(getattr(self.model, "visual", None), "image_size", None)
         size = size[0] if isinstance(size, (tuple, list)) else size
         if input_size is not None and size is not None and int(input_size) != int(size):
@@ -135,6 +148,7 @@ class TCCLIPModule(L.LightningModule):
                 config=config,
             )
         return TCCLIP.from_clip(model_name, pretrained=pretrained, class_names=names, config=config)
+
 
     def forward(self, video: Tensor) -> Tensor:
         """``[B, T, 3, H, W]`` → logits ``[B, num_classes]`` for the current vocabulary (compiled with
