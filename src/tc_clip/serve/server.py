@@ -167,6 +167,7 @@ def serve(server: UploadServer, host: str = "127.0.0.1", port: int = 8000, log_l
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
             return
+        signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM (e.g. from a wrapper too) must not break the shutdown
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
