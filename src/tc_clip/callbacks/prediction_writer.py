@@ -270,9 +270,7 @@ def read_progress(path: str | os.PathLike, fingerprint: str) -> list[dict[str, A
 def _predict_datasets(trainer: L.Trainer) -> list[Any] | None:
     """The data module's own list of predict datasets (``VideoDataModule.datasets("predict")``), in which the
     writer replaces the first by the videos still to do, before the loaders are made."""
-    dm = trainer.datamodule
-    # _stage_datasets: its name before VideoDataModule.datasets() was public (drop when the data layer is merged)
-    getter = getattr(dm, "datasets", None) or getattr(dm, "_stage_datasets", None)
+    getter = getattr(trainer.datamodule, "datasets", None)
     return getter("predict") if callable(getter) else None
 
 

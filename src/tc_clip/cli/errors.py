@@ -9,12 +9,26 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
 from collections.abc import Callable
 
 from tc_clip.errors import UserError
+
+
+class UsageError(Exception):
+    """A command line that does not parse (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse for the argparse-based subcommands (prepare, export, serve): a command line that does not
+    parse raises :class:`UsageError` (``<subcommand>: <reason>``) for one ``tc-clip: error:`` line."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        raise UsageError(f"{self.prog.removeprefix('tc-clip ')}: {message}")
+
 
 TRACEBACK_FLAG = "--traceback"
 TRACEBACK_ENV = "TC_CLIP_TRACEBACK"

@@ -15,18 +15,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tc_clip.cli.errors import Parser, UsageError
+
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, RuntimeError, TypeError)
-
-
-class UsageError(Exception):
-    """A command line that does not parse (exit status 2)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors become one ``tc-clip: error: ...`` line (see :func:`run`)."""
-
-    def error(self, message: str):  # noqa: D102 - argparse's hook
-        raise UsageError(f"{self.prog.removeprefix('tc-clip ')}: {message}")
 
 
 def run(main, argv: Sequence[str] | None) -> int:

@@ -15,23 +15,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tc_clip.cli.errors import Parser, UsageError
 from tc_clip.data.reencode import ENCODERS, PRESETS, TUNES, PrepareSettings
 
 STAGES = ("fit", "validate", "test", "predict")
 
 
-class _Refused(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one ``tc-clip: error:`` line, like the rest of the CLI
-        raise _Refused(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     defaults = PrepareSettings()
-    p = _Parser(
+    p = Parser(
         prog="tc-clip prepare", add_help=False, allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1],
@@ -70,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         own, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    except _Refused as err:
-        return _fail(f"prepare: {err}")
+    except UsageError as err:
+        return _fail(str(err))
     if own.help:
         parser.print_help()
         return 0

@@ -14,7 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tc_clip.cli.export import Parser, UsageError, run
+from tc_clip.cli.errors import Parser, UsageError
+from tc_clip.cli.export import run
 
 
 def _devices(text: str) -> int | str:

@@ -443,8 +443,6 @@ class VideoDataModule(L.LightningDataModule):
             self.setup(stage)
         return self._datasets[stage]
 
-    _stage_datasets = datasets  # the name callbacks used before datasets() was public
-
     def workers(self) -> int:
         """``num_workers`` as a count (``"auto"``: shared among the trainer's processes on this node)."""
         return resolve_workers(self.num_workers, getattr(self.trainer, "num_devices", None))
