@@ -210,30 +210,75 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
     monkeypatch.setattr(decoding.torchcodec, "read_frames", broken)
     monkeypatch.setattr(decoding, "_auto_pyav", {})  # forget the choices of earlier tests
     monkeypatch.setattr(decoding, "_auto_family", {})
-    avi = gop_videos[1]  # no B-frames: auto tries torchcodec first
+    webm = gop_videos[2]  # VP9, no B-frames: auto tries torchcodec first
     for _ in range(2):
-        clip = decoding.decode(avi, [0, 5])
-        np.testing.assert_array_equal(clip.frames, read_all_frames(avi)[[0, 5]])
+        clip = decoding.decode(webm, [0, 5])
+        np.testing.assert_array_equal(clip.frames, read_all_frames(webm)[[0, 5]])
         assert clip.backend == "pyav"
-        assert decoding._auto_pyav[str(avi)] is True and len(calls) == 1  # remembered: not tried again
+        assert decoding._auto_pyav[str(webm)] is True and len(calls) == 1  # remembered: not tried again
     with pytest.raises(VideoDecodeError, match="with torchcodec: unsupported codec"):
-        read_frames(avi, [0, 5], backend="torchcodec")
+        read_frames(webm, [0, 5], backend="torchcodec")
 
 
 @pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
 def test_auto_picks_per_stream(monkeypatch, tmp_path, gop_videos):
-    """B-frames (x264's default) -> PyAV, which skips non-reference frames; none (MPEG-4 here) -> torchcodec."""
+    """B-frames (x264's default) -> PyAV, which skips non-reference frames; AVI -> PyAV (torchcodec
+    misreads its B-frames and is level without them); others without B-frames -> torchcodec."""
     monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
     bframes = tmp_path / "b.mp4"
     synthetic.write_video(bframes, noise_frames(30), fps=30, codec="libx264", options={"bf": "3"})
     with av.open(str(bframes)) as c:
         assert c.streams.video[0].codec_context.has_b_frames
-    monkeypatch.setattr(decoding, "_auto_pyav", {})
-    monkeypatch.setattr(decoding, "_auto_family", {})
-    for path, expected in [(bframes, "pyav"), (gop_videos[1], "torchcodec")]:
+    cases = [(bframes, "pyav"), (gop_videos[1], "pyav"), (gop_videos[2], "torchcodec")]
+    for path, expected in cases:
+        monkeypatch.setattr(decoding, "_auto_pyav", {})
+        monkeypatch.setattr(decoding, "_auto_family", {})
         clip = decoding.decode(path, [0, 7, 20])
         np.testing.assert_array_equal(clip.frames, read_all_frames(path)[[0, 7, 20]])
         assert clip.backend == expected, path
+
+
+@pytest.fixture(scope="module")
+def avi_b_frames(tmp_path_factory):
+    """AVI files with B-frames: H.264 (packet timestamps are decode times there) and MPEG-4 (Xvid-like)."""
+    d = tmp_path_factory.mktemp("avi_b")
+    frames = noise_frames(40)
+    paths = []
+    for name, codec in (("h264_b.avi", "libx264"), ("mpeg4_b.avi", "mpeg4")):
+        synthetic.write_video(d / name, frames, fps=30, codec=codec, options={"bf": "2"}, gop_size=12)
+        with av.open(str(d / name)) as c:
+            assert c.streams.video[0].codec_context.has_b_frames, name
+        paths.append(d / name)
+    return paths
+
+
+def test_avi_with_b_frames_reads_in_presentation_order(avi_b_frames):
+    """Sparse PyAV reads equal the full decode, even where the timestamps are decode times (H.264 in AVI:
+    trusting them returned frame 4 as frame 2); ``auto`` reads these files with PyAV."""
+    for path in avi_b_frames:
+        n = probe(path).num_frames
+        assert n == len(read_all_frames(path)) == 40
+        _check_equal(path, [[k] for k in range(n)] + [[n - 1, 0, 5, 5, 3], list(range(0, n, 3))], "pyav")
+        if _TORCHCODEC[0]:
+            assert decoding.decode(path, [2, 9]).backend == "pyav"
+
+
+@pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
+def test_torchcodec_refuses_avi_with_b_frames(avi_b_frames, gop_videos):
+    """torchcodec returns the frames of these files out of order (or fails midway): asking for it is
+    refused by name and file, and a dataset run stops on it instead of skipping the video as bad."""
+    from tc_clip.data.annotations import Sample
+    from tc_clip.data.dataset import VideoClipDataset
+    from tc_clip.errors import UserError
+
+    for path in avi_b_frames:
+        with pytest.raises(decoding.DecoderMismatchError, match=rf"{path.name}.*AVI file with B-frames.*'pyav'"):
+            decoding.decode(path, [0, 7], backend="torchcodec")
+    got, _ = read_frames(gop_videos[1], [0, 7], backend="torchcodec")  # AVI without B-frames: read
+    np.testing.assert_array_equal(got, read_all_frames(gop_videos[1])[[0, 7]])
+    ds = VideoClipDataset([Sample(str(avi_b_frames[1]), 0)], 4, 32, train=False, decoder="torchcodec")
+    with pytest.raises(UserError, match="AVI file with B-frames"):
+        ds[0]
 
 
 @pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])

@@ -3,11 +3,15 @@
 Two backends side by side: :mod:`~tc_clip.data.decoding.pyav` (a sparse reader that skips
 non-reference frames; always works) and :mod:`~tc_clip.data.decoding.torchcodec` (seek-and-decode in
 C++; where it imports and works). This dispatcher holds the one list of them (:data:`DECODERS`) and the
-choice: ``backend="auto"`` picks per stream, PyAV where the stream has B-frames (its non-reference
-skipping decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere, and PyAV again
-for a file torchcodec cannot read. A file is probed for B-frames with the PyAV container that then
-decodes it; once a folder's files with one extension were found without B-frames, its new files go
-straight to torchcodec (no probe), so a first pass over a dataset opens each file once.
+choice: ``backend="auto"`` picks per stream, PyAV for AVI files and for streams with B-frames (its
+non-reference skipping decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere,
+and PyAV again for a file torchcodec cannot read. B-frames in AVI (Xvid, DivX, H.264) carry no
+presentation timestamps and torchcodec returns their frames out of order; on AVI without B-frames the
+two are level (``benchmarks/decoder_choice.py``), so AVI goes to PyAV without a probe, and
+``decoder: torchcodec`` refuses an AVI file with B-frames (:class:`DecoderMismatchError`). Other files
+are probed with the PyAV container that then decodes them; once a folder's files with one extension
+were found to suit torchcodec, its new files go straight to torchcodec (no probe), so a first pass over
+a dataset opens each file once.
 Both convert to RGB with the same swscale conversion and give the
 frames of a full decode pixel for pixel, and frames are brought to ``short_side`` by one shared resize
 (:func:`shrink_short_side`, the training transform's own), so the pixels never depend on which
@@ -27,6 +31,7 @@ from tc_clip._deprecation import warn_moved
 from tc_clip.data.decoding import pyav, torchcodec
 from tc_clip.data.decoding.base import (
     DecodedClip,
+    DecoderMismatchError,
     IndexSampler,
     Source,
     VideoDecodeError,
@@ -43,6 +48,7 @@ __all__ = [
     "DECODERS",
     "Backend",
     "DecodedClip",
+    "DecoderMismatchError",
     "VideoDecodeError",
     "VideoInfo",
     "decode",
@@ -88,7 +94,8 @@ def describe_backend(backend: str = "auto") -> str:
     if chosen == "torchcodec":
         return torchcodec.torchcodec_status()[1]
     if chosen == "auto":
-        return f"{pyav.describe()} for streams with B-frames, {torchcodec.torchcodec_status()[1]} for the others"
+        return (f"{pyav.describe()} for AVI and streams with B-frames, "
+                f"{torchcodec.torchcodec_status()[1]} for the others")
     return pyav.describe()
 
 
@@ -110,21 +117,51 @@ def _auto_wants_pyav(
 ) -> tuple[bool, av.container.InputContainer | None]:
     """``auto``'s choice for this video, and the PyAV container opened to make it (None if none was opened).
 
-    A file seen before keeps its own choice. A new file of a family whose last probed file had no
-    B-frames goes to torchcodec without a PyAV probe (so a first pass opens each such file once);
-    otherwise the PyAV container that decodes a B-frame stream is the probe, which costs no extra open.
+    A file seen before keeps its own choice; an AVI file goes to PyAV. A new file of a family whose last
+    probed file suited torchcodec goes to torchcodec without a PyAV probe (so a first pass opens each
+    such file once); otherwise the PyAV container that will decode the stream is the probe, which
+    costs no extra open.
     """
     if key is not None and key in _auto_pyav:
         return _auto_pyav[key], None
+    if key is not None and key.lower().endswith(".avi"):
+        return True, None
     family = _family(key)
     if family is not None and _auto_family.get(family) is False:
         return False, None
     container = pyav.open_video(source, name)
-    wants = pyav.has_b_frames(container)
+    wants = container.format.name == "avi" or pyav.has_b_frames(container)
     _remember(key, wants)
     if family is not None and (family in _auto_family or len(_auto_family) < _AUTO_REMEMBERED):
         _auto_family[family] = wants
     return wants, container
+
+
+#: AVI files checked for B-frames before a forced torchcodec read: path (or name) -> misread
+_torchcodec_misreads: dict[str, bool] = {}
+
+
+def _check_torchcodec_reads(source: Source, key: str | None, name: str | None) -> None:
+    """Refuse an AVI file with B-frames for torchcodec, which would return its frames out of order
+    (AVI stores decode times only). Other containers carry presentation times; only AVI is opened."""
+    label = key or ""
+    if label and not label.lower().endswith(".avi"):
+        return
+    if key is not None and key in _torchcodec_misreads:
+        misread = _torchcodec_misreads[key]
+    else:
+        container = pyav.open_video(source, name)
+        try:
+            misread = container.format.name == "avi" and pyav.has_b_frames(container)
+        finally:
+            container.close()
+        if key is not None and len(_torchcodec_misreads) < _AUTO_REMEMBERED:
+            _torchcodec_misreads[key] = misread
+    if misread:
+        raise DecoderMismatchError(
+            f"decoder 'torchcodec' would read {source_name(source, name)} wrongly: it is an AVI file with "
+            "B-frames, whose frames torchcodec returns out of order; use decoder 'auto' (the default) or 'pyav'"
+        )
 
 
 def _remember(key: str | None, wants_pyav: bool) -> None:
@@ -159,14 +196,15 @@ def _read(
     source: Source, indices: Sequence[int] | IndexSampler, chosen: str, name: str | None
 ) -> tuple[np.ndarray, int, str]:
     """The frames at the decoded size, the frame count and the backend that read them."""
+    key = (name or None) if isinstance(source, bytes) else os.fspath(source)
     if chosen == "torchcodec":
+        _check_torchcodec_reads(source, key, name)
         try:
             return (*torchcodec.read_frames(source, indices), "torchcodec")
         except Exception as e:  # torchcodec raises RuntimeError/ValueError for unreadable input
             raise VideoDecodeError(f"cannot decode {source_name(source, name)} with torchcodec: {e}") from e
     container = None
     if chosen == "auto":
-        key = (name or None) if isinstance(source, bytes) else os.fspath(source)
         wants_pyav, container = _auto_wants_pyav(source, key, name)
         if not wants_pyav:
             if container is not None:

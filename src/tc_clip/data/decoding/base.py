@@ -11,8 +11,11 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from tc_clip.errors import UserError
+
 __all__ = [
     "DecodedClip",
+    "DecoderMismatchError",
     "IndexSampler",
     "Source",
     "VideoDecodeError",
@@ -30,6 +33,11 @@ Source = str | os.PathLike | bytes
 
 class VideoDecodeError(RuntimeError):
     """A video could not be opened or decoded."""
+
+
+class DecoderMismatchError(UserError, ValueError):
+    """The decoder the user chose would read this video wrongly: not a bad video (a run is not meant to
+    skip it), a wrong choice of decoder, so the run stops and says which to use."""
 
 
 @dataclass

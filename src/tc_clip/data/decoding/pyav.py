@@ -8,9 +8,10 @@ non-reference frames that are not wanted (``skip_frame=NONREF``) and converts on
 RGB. Frames are identified by presentation timestamp, so B-frame reordering and variable frame rate
 are handled: frame ``i`` is the ``i``-th frame in presentation order, whatever its timestamp.
 
-If anything about a file does not fit this plan (packets without timestamps, a wanted frame that the
-decoder never returned, ...) the reader falls back to decoding the stream sequentially, still converting
-only the wanted frames. Rotation metadata is applied, grayscale and odd-sized videos come out as RGB.
+If anything about a file does not fit this plan (packets without timestamps, timestamps that are not
+presentation times, a wanted frame that the decoder never returned, ...) the reader falls back to
+decoding the stream sequentially, still converting only the wanted frames. Rotation metadata is
+applied, grayscale and odd-sized videos come out as RGB.
 PyAV always works (it ships its FFmpeg), so it is also the fallback of :mod:`tc_clip.data.decoding`.
 """
 
@@ -70,6 +71,7 @@ class _Index:
     pres_ts: list[int]  # sorted timestamps = presentation order
     pos_of_ts: dict[int, int]  # timestamp -> decode position
     last_key: list[int]  # decode position of the keyframe at or before each position
+    by_timestamp: bool  # whether the timestamps identify frames (else: decode sequentially)
 
 
 def _index(container, stream) -> _Index | None:
@@ -93,7 +95,11 @@ def _index(container, stream) -> _Index | None:
         if is_key:
             k = i
         last_key.append(k)
-    return _Index(packets, ts, sorted(ts), pos_of_ts, last_key)
+    # A stream that reorders frames yet whose timestamps only grow in decode order carries decode
+    # times, not presentation times (H.264 with B-frames in AVI): its frames are found by counting.
+    reorders = bool(stream.codec_context.has_b_frames)
+    by_timestamp = not (reorders and all(a < b for a, b in zip(ts, ts[1:], strict=False)))
+    return _Index(packets, ts, sorted(ts), pos_of_ts, last_key, by_timestamp)
 
 
 def _runs(idx: _Index, wanted_pos: list[int]) -> list[tuple[int, int]]:
@@ -216,7 +222,7 @@ def read_frames(
                 return np.zeros((0, stream.codec_context.height, stream.codec_context.width, 3), np.uint8), n
             wanted = sorted(set(wanted_list))
             frames = None
-            if idx is not None:
+            if idx is not None and idx.by_timestamp:
                 try:
                     frames = _decode_indexed(idx, stream, wanted)
                 except av.error.FFmpegError:
