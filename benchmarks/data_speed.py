@@ -14,10 +14,11 @@ reports, for every decoder available (torchcodec, PyAV):
 - streaming the same videos from litdata shards against reading the files.
 
 A realistic set (``--sets 720p 360p``): camera-like footage at 1280x720 and 640x360 in H.264 as found in
-real datasets (x264 preset medium, CRF 23, its default GOP of 250 with B-frames), and the same files
-after ``tc-clip prepare`` (its defaults: short side 256, a keyframe every 16 frames, no B-frames, CRF 18,
-x264 tune fastdecode). For both
-it reports, per decoder, the decode ceiling and the loader's clips/s per worker on a first pass over unseen
+real datasets (x264 preset medium, its default GOP of 250 with B-frames, at the bitrate YouTube serves
+for the size, :data:`REALISTIC`; ``--source_rate crf23`` for x264's default CRF 23, which gives the
+smooth synthetic footage a third of that), and the same files after ``tc-clip prepare`` (its defaults:
+short side 256, a keyframe every 16 frames, no B-frames, CRF 18, x264 tune fastdecode). For both it
+reports, per decoder, the decode ceiling and the loader's clips/s per worker on a first pass over unseen
 files: every timed clip reads a new file name (a symbolic link), so ``auto``'s per-file memory of its
 choice is never hit, as in a real epoch. The source and the prepared tree alternate over ``--rounds``
 rounds and the medians are reported, so the machine's drift does not decide the ratio.
@@ -53,7 +54,10 @@ from tc_clip.data.synthetic import write_video
 from tc_clip.data.transforms import augment_clip, draw_augment, train_indices
 
 SETS = {"avi": (320, 240, "mpeg4", {}), "mp4": (340, 256, "libx264", {"preset": "medium", "crf": "23"})}
-REALISTIC = {"720p": (1280, 720), "360p": (640, 360)}
+#: the realistic sets: size and the bitrate YouTube serves H.264 at that size (published measurements:
+#: itag 22, 720p, 1.6-2.0 Mb/s; itag 18, 360p, about 0.52 Mb/s). Decoding cost grows with the bitrate, and
+#: the synthetic footage at x264's default CRF 23 comes out at a third of it (0.54 Mb/s at 720p).
+REALISTIC = {"720p": (1280, 720, 1_600_000), "360p": (640, 360, 520_000)}
 FRAMES, SIZE = 16, 224
 
 
@@ -136,12 +140,10 @@ def pack_videos(paths: list[str], folder: Path, items: int) -> Path | None:
     return folder / "fit" / "00"
 
 
-def make_footage(path: Path, width: int, height: int, seed: int, seconds: int = 10, fps: int = 30) -> str:
-    """Camera-like footage, written frame by frame with x264's defaults (preset medium, CRF 23, GOP 250,
-    B-frames): smooth texture at three scales relative to the frame (so a downscaled copy compresses like
-    real footage, not like noise), a slow camera pan, three moving shaded objects and light sensor noise."""
-    if path.exists():
-        return str(path)
+def footage_frames(width: int, height: int, seed: int, seconds: int = 10, fps: int = 30):
+    """Camera-like RGB frames, one at a time: smooth texture at three scales relative to the frame (so a
+    downscaled copy compresses like real footage, not like noise), a slow camera pan, three moving
+    shaded objects and light sensor noise."""
     rng = np.random.default_rng(seed)
     pad_x, pad_y = width // 4, height // 4
     canvas = np.full((height + pad_y, width + pad_x, 3), 120, np.float32)
@@ -151,24 +153,36 @@ def make_footage(path: Path, width: int, height: int, seed: int, seconds: int = 
     noise = rng.normal(0, 2, (7, height, width, 3)).astype(np.float32)
     objects = [(rng.uniform(0.06, 0.12) * height, rng.uniform(0, 255, 3), rng.uniform(0.2, 0.8, 2),
                 rng.uniform(-2, 2) * width / (seconds * fps)) for _ in range(3)]
+    for t in range(seconds * fps):
+        ox, oy = int(pad_x / 2 * (1 + np.sin(t / 60))), int(pad_y / 2 * (1 + 0.6 * np.sin(t / 45)))
+        img = canvas[oy : oy + height, ox : ox + width] + noise[t % len(noise)]
+        for r, colour, (px, py), speed in objects:
+            cx, cy = (px * width + speed * t) % width, py * height + 0.2 * height * np.sin(t / 25 + r)
+            x0, x1, y0, y1 = int(max(cx - r, 0)), int(min(cx + r + 1, width)), int(max(cy - r, 0)), int(
+                min(cy + r + 1, height))
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            d = ((xx - cx) ** 2 + (yy - cy) ** 2) / r**2
+            inside = d < 1
+            img[y0:y1, x0:x1][inside] = colour * (1 - 0.3 * d[inside, None])
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_footage(
+    path: Path, width: int, height: int, seed: int, seconds: int = 10, fps: int = 30, bitrate: int | None = None
+) -> str:
+    """:func:`footage_frames` written frame by frame with x264's defaults (preset medium, GOP 250,
+    B-frames), as real datasets hold it: at ``bitrate`` bits/s (average), or at CRF 23 where None."""
+    if path.exists():
+        return str(path)
     tmp = path.with_name(path.name + ".tmp")
     with av.open(str(tmp), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "medium", "crf": "23"}
-        for t in range(seconds * fps):
-            ox, oy = int(pad_x / 2 * (1 + np.sin(t / 60))), int(pad_y / 2 * (1 + 0.6 * np.sin(t / 45)))
-            img = canvas[oy : oy + height, ox : ox + width] + noise[t % len(noise)]
-            for r, colour, (px, py), speed in objects:
-                cx, cy = (px * width + speed * t) % width, py * height + 0.2 * height * np.sin(t / 25 + r)
-                x0, x1, y0, y1 = int(max(cx - r, 0)), int(min(cx + r + 1, width)), int(max(cy - r, 0)), int(
-                    min(cy + r + 1, height))
-                yy, xx = np.mgrid[y0:y1, x0:x1]
-                d = ((xx - cx) ** 2 + (yy - cy) ** 2) / r**2
-                inside = d < 1
-                img[y0:y1, x0:x1][inside] = colour * (1 - 0.3 * d[inside, None])
-            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
+        stream.options = {"preset": "medium"} if bitrate else {"preset": "medium", "crf": "23"}
+        if bitrate:
+            stream.bit_rate = bitrate
+        for rgb in footage_frames(width, height, seed, seconds, fps):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
@@ -195,19 +209,24 @@ def realistic(args, decoders: list[str]) -> None:
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     views = Path(tempfile.mkdtemp(prefix="views", dir=args.dir))
     settings = PrepareSettings()
-    print(f"\nrealistic sets (H.264 CRF 23, default GOP), prepared with tc-clip prepare ({settings.key()}); "
+    rate = "CRF 23" if args.source_rate == "crf23" else "YouTube's bitrate"
+    print(f"\nrealistic sets (H.264 at {rate}, default GOP), prepared with tc-clip prepare ({settings.key()}); "
           f"first pass over unseen files, {args.clips} clips per measurement")
     print(f"{'set':<22} {'decoder':<11} {'decode ms/clip':>15} {'ceiling clips/s':>16} {'workers':>7} "
           f"{'loader clips/s per worker':>26}")
     for name in [n for n in args.sets if n in REALISTIC]:
-        width, height = REALISTIC[name]
-        source = Path(args.dir) / "realistic" / name
+        width, height, bitrate = REALISTIC[name]
+        bitrate = None if args.source_rate == "crf23" else bitrate
+        source = Path(args.dir) / "realistic" / f"{name}-{args.source_rate}"
         source.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        originals = [make_footage(source / f"clip{k}.mp4", width, height, seed=k) for k in range(args.videos)]
+        originals = [make_footage(source / f"clip{k}.mp4", width, height, seed=k, bitrate=bitrate)
+                     for k in range(args.videos)]
+        mbps = sum(Path(p).stat().st_size for p in originals) * 8 / (10 * len(originals)) / 1e6
         if time.perf_counter() - t0 > 1:
             print(f"  (generated {len(originals)} videos in {time.perf_counter() - t0:.0f} s)")
-        report = prepare_folder(source, Path(args.dir) / "prepared" / name, settings=settings, psnr_videos=3,
+        print(f"  {name} sources: {mbps:.2f} Mb/s on average")
+        report = prepare_folder(source, Path(args.dir) / "prepared" / source.name, settings=settings, psnr_videos=3,
                                 progress=False)
         print("  " + "\n  ".join(report.format().splitlines()[:4]))
         trees = {kind: sorted(str(p) for p in folder.glob("clip*.mp4"))
@@ -272,6 +291,8 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="cpu", help="where to time the batched transform as well")
     parser.add_argument("--sets", nargs="+", choices=[*SETS, *REALISTIC], default=[*SETS, *REALISTIC])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the realistic sets (medians)")
+    parser.add_argument("--source_rate", choices=["youtube", "crf23"], default="youtube",
+                        help="the realistic sources' rate: YouTube's bitrate for the size, or x264's CRF 23")
     args = parser.parse_args(argv)
     random.seed(0)
     torch.manual_seed(0)

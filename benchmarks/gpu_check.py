@@ -251,14 +251,17 @@ def fit_check(p: Profile, device: str, folder: Path, table: Table) -> None:
 
 def decode_check(p: Profile, device: str, folder: Path, table: Table) -> None:
     """16-frame training clips of H.264 footage: PyAV, torchcodec on the CPU, torchcodec on the GPU."""
-    from data_speed import make_footage
+    from data_speed import REALISTIC, make_footage
 
     from tc_clip.data.decoding import read_frames, torchcodec_status
     from tc_clip.data.transforms import train_indices
 
     width, height, seconds = p.footage
-    paths = [make_footage(folder / f"footage{k}.mp4", width, height, seed=k, seconds=seconds) for k in range(2)]
-    check = f"decode: 16-frame clips, {width}x{height} H.264 (x264 medium, B-frames)"
+    bitrate = next((b for w, h, b in REALISTIC.values() if (w, h) == (width, height)), None)
+    paths = [make_footage(folder / f"footage{k}.mp4", width, height, seed=k, seconds=seconds, bitrate=bitrate)
+             for k in range(2)]
+    rate = f"{bitrate / 1e6:.2f} Mb/s" if bitrate else "CRF 23"
+    check = f"decode: 16-frame clips, {width}x{height} H.264 (x264 medium, B-frames, {rate})"
     clips = 2 * p.repeats
 
     def per_clip(read) -> float:

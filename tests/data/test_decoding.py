@@ -210,7 +210,7 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
     monkeypatch.setattr(decoding.torchcodec, "read_frames", broken)
     monkeypatch.setattr(decoding, "_auto_pyav", {})  # forget the choices of earlier tests
     monkeypatch.setattr(decoding, "_auto_family", {})
-    webm = gop_videos[2]  # VP9, no B-frames: auto tries torchcodec first
+    webm = gop_videos[2]  # no B-frames: auto tries torchcodec first
     for _ in range(2):
         clip = decoding.decode(webm, [0, 5])
         np.testing.assert_array_equal(clip.frames, read_all_frames(webm)[[0, 5]])
@@ -222,14 +222,14 @@ def test_auto_falls_back_to_pyav_per_file(monkeypatch, gop_videos):
 
 @pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])
 def test_auto_picks_per_stream(monkeypatch, tmp_path, gop_videos):
-    """B-frames (x264's default) -> PyAV, which skips non-reference frames; AVI -> PyAV (torchcodec
-    misreads its B-frames and is level without them); others without B-frames -> torchcodec."""
+    """B-frames (x264's default) -> PyAV, which skips non-reference frames; none (MPEG-4 in AVI, VP9)
+    -> torchcodec."""
     monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
     bframes = tmp_path / "b.mp4"
     synthetic.write_video(bframes, noise_frames(30), fps=30, codec="libx264", options={"bf": "3"})
     with av.open(str(bframes)) as c:
         assert c.streams.video[0].codec_context.has_b_frames
-    cases = [(bframes, "pyav"), (gop_videos[1], "pyav"), (gop_videos[2], "torchcodec")]
+    cases = [(bframes, "pyav"), (gop_videos[1], "torchcodec"), (gop_videos[2], "torchcodec")]
     for path, expected in cases:
         monkeypatch.setattr(decoding, "_auto_pyav", {})
         monkeypatch.setattr(decoding, "_auto_family", {})
@@ -252,15 +252,26 @@ def avi_b_frames(tmp_path_factory):
     return paths
 
 
-def test_avi_with_b_frames_reads_in_presentation_order(avi_b_frames):
+def test_avi_with_b_frames_reads_in_presentation_order(avi_b_frames, monkeypatch):
     """Sparse PyAV reads equal the full decode, even where the timestamps are decode times (H.264 in AVI:
-    trusting them returned frame 4 as frame 2); ``auto`` reads these files with PyAV."""
+    trusting them returned frame 4 as frame 2). ``auto`` reads these files with PyAV, also where they
+    come after AVI files without B-frames in the same folder (every AVI file is probed)."""
     for path in avi_b_frames:
         n = probe(path).num_frames
         assert n == len(read_all_frames(path)) == 40
         _check_equal(path, [[k] for k in range(n)] + [[n - 1, 0, 5, 5, 3], list(range(0, n, 3))], "pyav")
-        if _TORCHCODEC[0]:
-            assert decoding.decode(path, [2, 9]).backend == "pyav"
+    if not _TORCHCODEC[0]:
+        return
+    monkeypatch.delenv("TC_CLIP_DECODER", raising=False)
+    monkeypatch.setattr(decoding, "_auto_pyav", {})
+    monkeypatch.setattr(decoding, "_auto_family", {})
+    folder = avi_b_frames[0].parent
+    plain = folder / "plain.avi"
+    synthetic.write_video(plain, noise_frames(40), fps=30, codec="mpeg4", gop_size=12)
+    for path, expected in [(plain, "torchcodec"), *((p, "pyav") for p in avi_b_frames), (plain, "torchcodec")]:
+        clip = decoding.decode(path, [2, 9, 31])
+        np.testing.assert_array_equal(clip.frames, read_all_frames(path)[[2, 9, 31]])
+        assert clip.backend == expected, path
 
 
 @pytest.mark.skipif(not _TORCHCODEC[0], reason=_TORCHCODEC[1])

@@ -3,15 +3,14 @@
 Two backends side by side: :mod:`~tc_clip.data.decoding.pyav` (a sparse reader that skips
 non-reference frames; always works) and :mod:`~tc_clip.data.decoding.torchcodec` (seek-and-decode in
 C++; where it imports and works). This dispatcher holds the one list of them (:data:`DECODERS`) and the
-choice: ``backend="auto"`` picks per stream, PyAV for AVI files and for streams with B-frames (its
-non-reference skipping decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere,
-and PyAV again for a file torchcodec cannot read. B-frames in AVI (Xvid, DivX, H.264) carry no
-presentation timestamps and torchcodec returns their frames out of order; on AVI without B-frames the
-two are level (``benchmarks/decoder_choice.py``), so AVI goes to PyAV without a probe, and
-``decoder: torchcodec`` refuses an AVI file with B-frames (:class:`DecoderMismatchError`). Other files
-are probed with the PyAV container that then decodes them; once a folder's files with one extension
-were found to suit torchcodec, its new files go straight to torchcodec (no probe), so a first pass over
-a dataset opens each file once.
+choice: ``backend="auto"`` picks per stream, PyAV where the stream has B-frames (its non-reference
+skipping decodes fewer frames than torchcodec's seek-and-decode), torchcodec elsewhere, and PyAV again
+for a file torchcodec cannot read. A file is probed for B-frames with the PyAV container that then
+decodes it (0.2 ms to open); once a folder's files with one extension were found without B-frames, its
+new files go straight to torchcodec (no probe), so a first pass over a dataset opens each file once.
+AVI is the exception: it stores decode times only, and torchcodec returns the frames of an AVI file
+with B-frames (Xvid, DivX, H.264) out of order, so every AVI file is probed, and ``decoder: torchcodec``
+refuses an AVI file with B-frames (:class:`DecoderMismatchError`).
 Both convert to RGB with the same swscale conversion and give the
 frames of a full decode pixel for pixel, and frames are brought to ``short_side`` by one shared resize
 (:func:`shrink_short_side`, the training transform's own), so the pixels never depend on which
@@ -94,7 +93,7 @@ def describe_backend(backend: str = "auto") -> str:
     if chosen == "torchcodec":
         return torchcodec.torchcodec_status()[1]
     if chosen == "auto":
-        return (f"{pyav.describe()} for AVI and streams with B-frames, "
+        return (f"{pyav.describe()} for streams with B-frames, "
                 f"{torchcodec.torchcodec_status()[1]} for the others")
     return pyav.describe()
 
@@ -117,23 +116,21 @@ def _auto_wants_pyav(
 ) -> tuple[bool, av.container.InputContainer | None]:
     """``auto``'s choice for this video, and the PyAV container opened to make it (None if none was opened).
 
-    A file seen before keeps its own choice; an AVI file goes to PyAV. A new file of a family whose last
-    probed file suited torchcodec goes to torchcodec without a PyAV probe (so a first pass opens each
-    such file once); otherwise the PyAV container that will decode the stream is the probe, which
-    costs no extra open.
+    A file seen before keeps its own choice. A new file of a family whose last probed file had no
+    B-frames goes to torchcodec without a PyAV probe (so a first pass opens each such file once), unless
+    the family is AVI, where a B-frame file read by torchcodec would come out in the wrong order;
+    otherwise the PyAV container that decodes a B-frame stream is the probe, which costs no extra open.
     """
     if key is not None and key in _auto_pyav:
         return _auto_pyav[key], None
-    if key is not None and key.lower().endswith(".avi"):
-        return True, None
     family = _family(key)
     if family is not None and _auto_family.get(family) is False:
         return False, None
     container = pyav.open_video(source, name)
-    wants = container.format.name == "avi" or pyav.has_b_frames(container)
+    wants = pyav.has_b_frames(container)
     _remember(key, wants)
     if family is not None and (family in _auto_family or len(_auto_family) < _AUTO_REMEMBERED):
-        _auto_family[family] = wants
+        _auto_family[family] = wants or container.format.name == "avi"  # True: probe the next file too
     return wants, container
 
 
