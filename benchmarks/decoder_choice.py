@@ -1,5 +1,5 @@
 """Which decoder reads each codec faster on this machine: the evidence behind ``auto``'s rule
-(:mod:`tc_clip.data.decoding`: PyAV for AVI and for streams with B-frames, torchcodec for the others).
+(:mod:`tc_clip.data.decoding`: PyAV for streams with B-frames, torchcodec for the others).
 
 The same ten-second 30 fps camera-like footage (benchmarks/data_speed.py's generator) is encoded with
 each codec a dataset may hold, with and without B-frames, at a prepared size (454x256) and, with
@@ -67,9 +67,9 @@ def decode_ms(path: str, backend: str, clips: int, seed: int) -> float | None:
     refuses the file (torchcodec on AVI with B-frames, whose frames it returns out of order)."""
     rng = random.Random(seed)
     try:
-        decode(path, [0], backend=backend)
+        decode(path, [0], backend=backend)  # a first read: the OS cache holds the file for both decoders
     except DecoderMismatchError:
-        return None  # open once: the OS cache holds the file for both decoders
+        return None
     start = time.perf_counter()
     for _ in range(clips):
         decode(path, lambda n: train_indices(n, FRAMES, rng), backend=backend)
