@@ -5,7 +5,8 @@ The same ten-second 30 fps camera-like footage (benchmarks/data_speed.py's gener
 each codec a dataset may hold, with and without B-frames, at a prepared size (454x256) and, with
 ``--size``, any other. For each file it times decoding the 16 frames of a training clip (TSN sampling,
 a fresh random clip each time) with PyAV and with torchcodec, alternating the two over ``--rounds``
-rounds, and prints the medians, the ratio and the decoder ``auto`` picks for that stream.
+rounds, and prints the medians, the ratio, the decoder ``auto`` picks for that stream and what its
+probe costs (opening the file with PyAV and reading the B-frame flag).
 
     python benchmarks/decoder_choice.py [--clips 24] [--rounds 3] [--size 454 256] [--dir /tmp/tc_clip_bench]
 """
@@ -76,6 +77,18 @@ def decode_ms(path: str, backend: str, clips: int, seed: int) -> float | None:
     return 1000 * (time.perf_counter() - start) / clips
 
 
+def probe_ms(path: str, repeats: int = 200) -> float:
+    """ms to open a file with PyAV and read its B-frame flag: what ``auto`` adds to a file it probes."""
+    from tc_clip.data.decoding import pyav
+
+    start = time.perf_counter()
+    for _ in range(repeats):
+        container = pyav.open_video(path)
+        pyav.has_b_frames(container)
+        container.close()
+    return 1000 * (time.perf_counter() - start) / repeats
+
+
 def auto_pick(path: str) -> str:
     decoding._auto_pyav.clear()
     decoding._auto_family.clear()
@@ -100,8 +113,8 @@ def main() -> None:
     paths = encode_all(Path(args.dir) / "decoder_choice", width, height)
     print(f"{width}x{height}, 10 s at 30 fps, 16-frame TSN clips, {args.clips} clips x {args.rounds} rounds "
           f"alternated, medians, one thread\n")
-    print("| stream | PyAV ms/clip | torchcodec ms/clip | torchcodec / PyAV | auto picks |")
-    print("|---|---|---|---|---|")
+    print("| stream | PyAV ms/clip | torchcodec ms/clip | torchcodec / PyAV | auto picks | auto's probe ms |")
+    print("|---|---|---|---|---|---|")
     for name, path in paths.items():
         times: dict[str, list[float]] = {"pyav": [], "torchcodec": []}
         for r in range(args.rounds):
@@ -109,10 +122,12 @@ def main() -> None:
                 times[backend].append(decode_ms(path, backend, args.clips, seed=r))
         pyav = statistics.median(times["pyav"])
         if None in times["torchcodec"]:
-            print(f"| {name} | {pyav:.1f} | refused: misreads AVI B-frames | | {auto_pick(path)} |", flush=True)
+            print(f"| {name} | {pyav:.1f} | refused: misreads AVI B-frames | | {auto_pick(path)} | "
+                  f"{probe_ms(path):.2f} |", flush=True)
             continue
         tc = statistics.median(times["torchcodec"])
-        print(f"| {name} | {pyav:.1f} | {tc:.1f} | {tc / pyav:.2f} | {auto_pick(path)} |", flush=True)
+        print(f"| {name} | {pyav:.1f} | {tc:.1f} | {tc / pyav:.2f} | {auto_pick(path)} | {probe_ms(path):.2f} |",
+              flush=True)
 
 
 if __name__ == "__main__":
