@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import functools
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,13 +89,42 @@ def _tiny_cfg() -> dict:
     return cfg
 
 
+_CXX = next((c for c in ("g++", "clang++", "c++") if shutil.which(c)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_CXX is None, reason="inductor compiles C++ on the CPU: no C++ compiler here")
+def test_inductor_compiled_module_matches_eager(monkeypatch, tmp_path):
+    """``compile=True`` with torch.compile's default backend, inductor, as a user gets it on a CPU: the
+    same logits and gradients as the eager model (float32; inductor fuses and reorders reductions, so
+    within 1e-4). A fresh kernel cache, so every kernel is compiled here."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch._dynamo.reset()
+    config = TCCLIPConfig(num_frames=2, num_context_tokens=4, merge_step=8)
+    torch.manual_seed(0)
+    eager = TCCLIPModule(model_name=_tiny_cfg(), config=config, class_names=NAMES)
+    compiled = TCCLIPModule(model_name=_tiny_cfg(), config=config, class_names=NAMES, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    video = torch.randn(2, 2, 3, 64, 64)
+    for module in (eager, compiled):
+        module(video).logsumexp(-1).mean().backward()
+    torch.testing.assert_close(compiled(video), eager(video), rtol=1e-4, atol=1e-4)
+    grads = 0
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        if p.grad is not None:
+            grads += 1
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-5, msg=name)
+    assert grads > 10
+    torch._dynamo.reset()
+
+
 @pytest.mark.slow
 def test_compiled_module_matches_eager_and_does_not_recompile_per_batch(monkeypatch):
     """``compile=True``: the same logits and gradients as the eager model, the eager model's state dict, one
     graph for every training batch of a shape (no graph break), and one recompile per new class count (module
     buffers have static shapes in torch.compile), none when a vocabulary comes back. The backend is
     ``aot_eager`` here (the graphs inductor gets, without minutes of C++ compilation on a small CPU);
-    ``benchmarks/model_speed.py --compile`` runs inductor."""
+    :func:`test_inductor_compiled_module_matches_eager` runs inductor."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
