@@ -7,7 +7,9 @@ reports, for every decoder available (torchcodec, PyAV):
 - which decoder ``auto`` picks for each set (per stream: PyAV where there are B-frames, else torchcodec);
 - loader alone: clips/s delivered by a DataLoader whose workers decode, sample, crop and resize and hand
   over uint8 clips with their random draws (what a training run does with ``device_augment``), per
-  worker; and the same with the whole augmentation in the worker (``device_augment=False``);
+  worker; and the same with the whole augmentation in the worker (``device_augment=False``). Decoding
+  and loaders read every clip from a name not read before (a symbolic link), a first pass as in an epoch,
+  so ``auto`` pays its probes;
 - the colour half per clip on this CPU: the batched device transform (``gpu_augment.augment_batch``,
   batch of 8) against the per-clip transform it replaces (``transforms.augment_clip``), one thread;
 - the bytes per clip handed over by the workers (uint8 + draws against float32);
@@ -312,6 +314,8 @@ def main(argv=None) -> None:
     print(f"bytes per clip handed over: {uint8 + draws:,} (uint8 clip {uint8:,} + draws {draws}) against "
           f"{4 * uint8:,} float32 ({4 * uint8 / (uint8 + draws):.2f}x fewer)")
 
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    views = Path(tempfile.mkdtemp(prefix="views", dir=args.dir))  # new names per measurement: a first pass
     if any(s in SETS for s in args.sets):
         print(f"\n{'set':<22} {'decoder':<11} {'workers':>7} {'loader clips/s':>15} {'per worker':>11} "
               f"{'all-CPU per worker':>19}")
@@ -327,14 +331,18 @@ def main(argv=None) -> None:
             if decoder == "auto":
                 ran = decode(paths[0], [0]).backend
                 print(f"  'auto' reads {label} with {ran}")
-            device = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=True, decoder=decoder)
-            cpu = VideoClipDataset(samples, FRAMES, SIZE, train=True, device_augment=False, decoder=decoder)
-            ms = decode_ms(paths, decoder, args.clips)
+            tag = f"{ext}-{decoder}"
+            ms = decode_ms(fresh(paths, views / tag, args.clips + 1), decoder, args.clips)
             print(f"  {label}, {decoder}: decoding the sampled frames alone {ms:.1f} ms per clip "
                   f"(the ceiling of one worker: {1000 / ms:.1f} clips/s)")
             for w in args.workers:
-                fast = clips_per_second(file_loader(device, w, args.clips), args.clips)
-                slow = clips_per_second(file_loader(cpu, w, args.clips), args.clips)
+                rates = []
+                for device_augment in (True, False):
+                    names = fresh(paths, views / f"{tag}-{w}-{device_augment}", args.clips + w)
+                    dataset = VideoClipDataset([Sample(p, 0) for p in names], FRAMES, SIZE, train=True,
+                                               device_augment=device_augment, decoder=decoder)
+                    rates.append(clips_per_second(file_loader(dataset, w, args.clips), args.clips))
+                fast, slow = rates
                 print(f"{label:<22} {decoder:<11} {w:>7} {fast:>15.1f} {fast / w:>11.1f} {slow / w:>19.1f}",
                       flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -349,6 +357,7 @@ def main(argv=None) -> None:
                 sharded = clips_per_second(shard_loader(dataset, folder, w), args.clips)
                 print(f"  shards vs files, {w} worker(s), {describe_backend('auto')}: {sharded:.1f} vs {files:.1f} "
                       f"clips/s ({sharded / files:.2f}x)", flush=True)
+    shutil.rmtree(views, ignore_errors=True)
     if any(s in REALISTIC for s in args.sets):
         realistic(args, decoders)
 
